@@ -1,0 +1,66 @@
+"""One exception family for everything Concurrent for MLflow reports to a person.
+
+ConcurrentError                 base: a message that says what was wrong, where, and what to do
+├── DagValidationError          a DAG document is malformed; carries every problem found
+├── ProjectError                an MLproject cannot be fetched, read, or lacks an entry point
+├── SourceError                 an input location cannot be listed or fetched
+│   └── UnsafePathError         a file name would escape the task's input directory
+├── PartitionError              a partitioner was misconfigured or returned a bad split
+├── ExecutorError               an executor could not submit, observe or cancel a task
+├── TrackingError               the MLflow tracking server refused or could not be reached
+└── RunNotFoundError            a DAG run id is unknown to the store
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConcurrentError(Exception):
+    """Base of all errors this package raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a DAG document, located by a dotted path such as `nodes.train.parameters`."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class DagValidationError(ConcurrentError):
+    def __init__(self, problems: list[Problem], source: str = "DAG") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} is not valid ({len(problems)} problem(s)):\n{lines}")
+
+
+class ProjectError(ConcurrentError):
+    pass
+
+
+class SourceError(ConcurrentError):
+    pass
+
+
+class UnsafePathError(SourceError):
+    pass
+
+
+class PartitionError(ConcurrentError):
+    pass
+
+
+class ExecutorError(ConcurrentError):
+    pass
+
+
+class TrackingError(ConcurrentError):
+    pass
+
+
+class RunNotFoundError(ConcurrentError):
+    pass

@@ -1,0 +1,142 @@
+"""Turns a ready node of a DAG run into a stage: a task spec and one partition manifest per task.
+
+Planning happens once per stage, in the control plane: it lists the upstream outputs (source listings or the
+output indexes of upstream tasks), splits every incoming edge with its partitioner into the same number of
+partitions, and pins git projects to a commit so every partition and every retry runs the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from concurrent_mlflow import partition, sources
+from concurrent_mlflow.dag import Dag, InferenceNode, ProjectNode, SourceNode
+from concurrent_mlflow.errors import ConcurrentError, DagValidationError, Problem
+from concurrent_mlflow.manifest import InputItem, Manifest
+from concurrent_mlflow.project import check_parameters, is_git_uri, resolve_project
+
+# Files a node produced, by node id: the source listing, or all upstream partitions' outputs.
+OutputsOf = Callable[[str], list[InputItem]]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    spec: dict[str, Any]
+    manifests: list[Manifest]
+
+
+def param_str(value: object) -> str:
+    """MLflow params are strings; booleans are written the way YAML and MLprojects spell them."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def list_source(node: SourceNode, base_dir: Path) -> list[InputItem]:
+    return sources.list_source(node.uri, base_dir=base_dir, pattern=node.pattern)
+
+
+def plan_stage(
+    dag: Dag,
+    node_id: str,
+    *,
+    base_dir: Path,
+    cache_dir: Path,
+    outputs_of: OutputsOf,
+    upstream_partitions: Mapping[str, int],
+) -> StagePlan:
+    node = dag.node(node_id)
+    if isinstance(node, SourceNode):
+        raise ConcurrentError(f"source node {node_id!r} has no tasks to plan")
+    inputs = {edge.input: outputs_of(edge.source) for edge in dag.incoming(node_id)}
+    combos = partition.sweep_grid(node.sweep) if isinstance(node, ProjectNode) else [{}]
+    n = _partition_count(dag, node, inputs, len(combos), upstream_partitions)
+    slices: dict[str, list[list[InputItem]]] = {}
+    for edge in dag.incoming(node_id):
+        slices[edge.input] = partition.split(
+            edge.partitioner.kind, inputs[edge.input], n, edge.partitioner.options()
+        )
+    manifests = [
+        Manifest(
+            node=node_id,
+            partition=i,
+            partitions=n,
+            inputs={name: parts[i] for name, parts in slices.items()},
+            parameters=combos[i] if len(combos) == n else {},
+        )
+        for i in range(n)
+    ]
+    return StagePlan(spec=_spec(dag, node, base_dir, cache_dir), manifests=manifests)
+
+
+def _partition_count(
+    dag: Dag,
+    node: ProjectNode | InferenceNode,
+    inputs: Mapping[str, list[InputItem]],
+    combos: int,
+    upstream_partitions: Mapping[str, int],
+) -> int:
+    edges = dag.incoming(node.id)
+    kinds = {e.partitioner.kind for e in edges}
+    if combos > 1:
+        return combos
+    if "gather" in kinds:
+        return 1
+    one_to_one = {upstream_partitions[e.source] for e in edges if e.partitioner.kind == "one-to-one"}
+    if len(one_to_one) > 1:
+        raise ConcurrentError(
+            f"node {node.id!r}: its one-to-one inputs come from nodes with different "
+            f"partition counts {sorted(one_to_one)}"
+        )
+    if one_to_one:
+        return one_to_one.pop()
+    requested = node.partitions or 1
+    splittable = [e for e in edges if e.partitioner.kind in ("file", "directory", "key")]
+    if not splittable:
+        return requested
+    return max(
+        partition.effective_partitions(e.partitioner.kind, inputs[e.input], requested) for e in splittable
+    )
+
+
+def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir: Path) -> dict[str, Any]:
+    if isinstance(node, InferenceNode):
+        return {
+            "kind": "inference",
+            "model": node.model,
+            "batch_size": node.batch_size,
+            "columns": node.columns,
+            "prediction_column": node.prediction_column,
+        }
+    project = resolve_project(node.project, node.version, base_dir=base_dir, cache_dir=cache_dir)
+    return {
+        "kind": "project",
+        "project": node.project if is_git_uri(node.project) else str(project.work_dir),
+        "commit": project.commit,
+        "base_dir": str(base_dir),
+        "entry_point": node.entry_point,
+        "parameters": {k: param_str(v) for k, v in node.parameters.items()},
+        "env_manager": dag.env_manager(node),
+    }
+
+
+def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:
+    """Fetch every project node's MLproject and check entry points and parameters; raise all problems."""
+    problems: list[Problem] = []
+    for node in dag.nodes:
+        if not isinstance(node, ProjectNode):
+            continue
+        where = f"nodes.{node.id}"
+        try:
+            project = resolve_project(node.project, node.version, base_dir=base_dir, cache_dir=cache_dir)
+        except ConcurrentError as exc:
+            problems.append(Problem(f"{where}.project", str(exc)))
+            continue
+        values = {k: param_str(v) for k, v in node.parameters.items()}
+        values.update({k: param_str(v[0]) for k, v in node.sweep.items() if v})
+        problems += [
+            Problem(f"{where}.parameters", p) for p in check_parameters(project, node.entry_point, values)
+        ]
+    if problems:
+        raise DagValidationError(problems, f"DAG {dag.name!r}")

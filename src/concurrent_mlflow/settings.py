@@ -1,0 +1,36 @@
+"""Where this machine keeps things: one data dir (`CONCURRENT_HOME`, default ~/.concurrent-mlflow)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        return cls(Path(os.environ.get("CONCURRENT_HOME", Path.home() / ".concurrent-mlflow")).expanduser())
+
+    @property
+    def store(self) -> Path:
+        return self.home / "concurrent.db"
+
+    @property
+    def cache(self) -> Path:
+        return Path(os.environ.get("CONCURRENT_CACHE", self.home / "cache"))
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def scratch(self) -> Path:
+        return self.home / "scratch"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.home / "mlflow"

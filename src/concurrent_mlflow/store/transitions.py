@@ -1,0 +1,186 @@
+"""Every change of a run's, stage's, task's or attempt's state, each in one transaction.
+
+Nothing else writes a state column. A control plane that dies between two of these calls restarts from a
+consistent store: a task is never half-dispatched (its attempt row and its state change commit together).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from concurrent_mlflow.errors import RunNotFoundError
+from concurrent_mlflow.store.db import Store
+from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow, utcnow
+from concurrent_mlflow.store.states import TERMINAL, TaskState, check_move
+
+S = TaskState
+
+
+def create_run(
+    store: Store,
+    *,
+    dag_name: str,
+    dag_yaml: str,
+    base_dir: str,
+    node_ids: Sequence[str],
+    overrides: dict[str, str],
+) -> str:
+    run_id = uuid.uuid4().hex[:12]
+    with store.transaction() as session:
+        run = RunRow(id=run_id, dag_name=dag_name, dag_yaml=dag_yaml, base_dir=base_dir, overrides=overrides)
+        session.add(run)
+        session.add_all(StageRow(run_id=run_id, node_id=n, state=S.PENDING) for n in node_ids)
+    return run_id
+
+
+def attach_mlflow(store: Store, run_id: str, *, mlflow_run_id: str, experiment_id: str) -> None:
+    with store.transaction() as session:
+        run = _run(session, run_id)
+        run.mlflow_run_id, run.experiment_id = mlflow_run_id, experiment_id
+        check_move("run", run_id, run.state, S.RUNNING)
+        run.state = S.RUNNING
+
+
+def finish_run(store: Store, run_id: str, state: TaskState, error: str | None = None) -> None:
+    with store.transaction() as session:
+        run = _run(session, run_id)
+        check_move("run", run_id, run.state, state)
+        run.state, run.error, run.finished_at = state, error, utcnow()
+
+
+def plan_stage(store: Store, run_id: str, node_id: str, input_bytes: Sequence[int]) -> None:
+    """A stage's manifests are stored: create its tasks (pending) and mark it running."""
+    with store.transaction() as session:
+        stage = _stage(session, run_id, node_id)
+        check_move("stage", node_id, stage.state, S.RUNNING)
+        stage.state, stage.partitions = S.RUNNING, len(input_bytes)
+        session.add_all(
+            TaskRow(
+                run_id=run_id, stage_id=stage.id, node_id=node_id, partition=i, state=S.PENDING, input_bytes=b
+            )
+            for i, b in enumerate(input_bytes)
+        )
+
+
+def end_stage(store: Store, run_id: str, node_id: str, state: TaskState, error: str | None = None) -> None:
+    """Finish a stage; a stage that ends unplanned or unfinished takes its open tasks with it."""
+    with store.transaction() as session:
+        stage = _stage(session, run_id, node_id)
+        check_move("stage", node_id, stage.state, state)
+        stage.state, stage.error = state, error
+        if state in (S.SKIPPED, S.CANCELLED):
+            session.execute(
+                update(TaskRow)
+                .where(TaskRow.stage_id == stage.id, TaskRow.state.in_([S.PENDING, S.QUEUED, S.RUNNING]))
+                .values(state=state)
+            )
+
+
+def start_attempt(
+    store: Store,
+    task_id: int,
+    *,
+    executor: str,
+    mlflow_run_id: str,
+    handle: dict[str, Any],
+    log_path: str | None,
+) -> int:
+    """The executor accepted the task: record the attempt and the task's child run together."""
+    with store.transaction() as session:
+        task = session.get_one(TaskRow, task_id)
+        check_move("task", task_id, task.state, S.QUEUED)
+        task.attempts += 1
+        task.state, task.mlflow_run_id, task.retry_at = S.QUEUED, mlflow_run_id, None
+        attempt = AttemptRow(
+            task_id=task_id,
+            number=task.attempts,
+            state=S.QUEUED,
+            executor=executor,
+            handle=handle,
+            mlflow_run_id=mlflow_run_id,
+            log_path=log_path,
+        )
+        session.add(attempt)
+        session.flush()
+        return attempt.id
+
+
+def mark_running(store: Store, attempt_id: int) -> None:
+    with store.transaction() as session:
+        attempt = session.get_one(AttemptRow, attempt_id)
+        if attempt.state == S.QUEUED:
+            attempt.state = S.RUNNING
+            attempt.task.state = S.RUNNING
+
+
+def end_attempt(
+    store: Store,
+    attempt_id: int,
+    *,
+    state: TaskState,
+    exit_code: int | None = None,
+    error: str | None = None,
+    retry_in: timedelta | None = None,
+) -> None:
+    """An attempt ended. A failed attempt with a retry left sends its task back to pending after `retry_in`."""
+    with store.transaction() as session:
+        attempt = session.get_one(AttemptRow, attempt_id)
+        task = attempt.task
+        check_move("attempt", attempt_id, attempt.state, state)
+        attempt.state, attempt.exit_code, attempt.error, attempt.finished_at = (
+            state,
+            exit_code,
+            error,
+            utcnow(),
+        )
+        task_state = S.PENDING if (state == S.FAILED and retry_in is not None) else state
+        check_move("task", task.id, task.state, task_state)
+        task.state, task.error = task_state, error
+        task.retry_at = utcnow() + retry_in if task_state == S.PENDING and retry_in is not None else None
+
+
+def reset_for_retry(store: Store, run_id: str) -> int:
+    """`concurrent run retry`: what did not succeed goes back to pending; succeeded tasks keep their outputs."""
+    with store.transaction() as session:
+        run = _run(session, run_id)
+        if run.state not in TERMINAL:
+            raise RunNotFoundError(f"Run {run_id} is still {run.state}; retry it once it has ended.")
+        reset = session.execute(
+            update(TaskRow)
+            .where(TaskRow.run_id == run_id, TaskRow.state.in_([S.FAILED, S.CANCELLED, S.SKIPPED]))
+            .values(state=S.PENDING, retry_base=TaskRow.attempts, error=None, retry_at=None)
+        )
+        count = int(getattr(reset, "rowcount", 0))
+        for stage in run.stages:
+            if stage.state == S.SUCCEEDED:
+                continue
+            # A stage that never planned plans again; a planned one keeps its manifests.
+            stage.state = S.RUNNING if stage.partitions is not None else S.PENDING
+            stage.error = None
+        run.state, run.error, run.finished_at = S.RUNNING, None, None
+        return count
+
+
+def _run(session: Any, run_id: str) -> RunRow:
+    run = session.get(RunRow, run_id)
+    if run is None:
+        raise RunNotFoundError(
+            f"No run {run_id!r} in this store; `concurrent runs list` shows the known runs."
+        )
+    return run  # type: ignore[no-any-return]
+
+
+def _stage(session: Any, run_id: str, node_id: str) -> StageRow:
+    stage: StageRow = session.execute(
+        select(StageRow).where(StageRow.run_id == run_id, StageRow.node_id == node_id)
+    ).scalar_one()
+    return stage
+
+
+def now() -> datetime:
+    return utcnow()

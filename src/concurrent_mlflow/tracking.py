@@ -1,0 +1,241 @@
+"""Every MLflow call in one place: parent and child runs, tags, params, artifacts, output indexes.
+
+A DAG run is an MLflow parent run; each task attempt is a child run (tag `mlflow.parentRunId`). The planner
+stores task specs and partition manifests as parent-run artifacts under `plan/`; a worker logs what its task
+wrote under `outputs/` plus an index `concurrent/outputs.json` (sizes, metadata) that downstream planning
+reads instead of listing artifacts file by file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+from mlflow.entities import Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from concurrent_mlflow.errors import TrackingError
+from concurrent_mlflow.manifest import InputItem, Manifest
+
+TAG_PREFIX = "concurrent."
+OUTPUTS_DIR = "outputs"
+OUTPUT_INDEX = "concurrent/outputs.json"
+LOG_PATH = "logs"
+MAX_PARAM_LENGTH = 6000
+T = TypeVar("T")
+
+
+def spec_path(node_id: str) -> str:
+    return f"plan/{node_id}/spec.json"
+
+
+def manifest_path(node_id: str, partition: int) -> str:
+    return f"plan/{node_id}/manifests/{partition:06d}.json"
+
+
+class Tracking:
+    """A thin, typed layer over MlflowClient that turns MLflow failures into TrackingError."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    # -- experiments and parent runs --------------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        def get_or_create() -> str:
+            found = self.client.get_experiment_by_name(name)
+            return str(found.experiment_id) if found else str(self.client.create_experiment(name))
+
+        return self._call(f"open experiment {name!r}", get_or_create)
+
+    def start_parent(
+        self, experiment_id: str, *, run_id: str, dag_name: str, dag_yaml: str, overrides: Mapping[str, str]
+    ) -> str:
+        tags = {
+            f"{TAG_PREFIX}kind": "dag-run",
+            f"{TAG_PREFIX}run_id": run_id,
+            f"{TAG_PREFIX}dag": dag_name,
+            "mlflow.runName": f"{dag_name} {run_id}",
+            "mlflow.source.type": "PROJECT",
+        }
+        run = self._call("create the parent run", lambda: self.client.create_run(experiment_id, tags=tags))
+        parent = str(run.info.run_id)
+        params = [Param(k[:250], v[:MAX_PARAM_LENGTH]) for k, v in sorted(overrides.items())]
+        self._call("log the DAG", lambda: self._log_batch(parent, params, []))
+        self.log_text(parent, dag_yaml, "dag.yaml")
+        return parent
+
+    def find_parents(self, max_results: int = 50) -> list[Any]:
+        experiments = self._call("list experiments", lambda: self.client.search_experiments())
+        ids = [e.experiment_id for e in experiments]
+        if not ids:
+            return []
+        query = f"tags.`{TAG_PREFIX}kind` = 'dag-run'"
+        return list(
+            self._call(
+                "search runs",
+                lambda: self.client.search_runs(
+                    ids, query, max_results=max_results, order_by=["attributes.start_time DESC"]
+                ),
+            )
+        )
+
+    def children(self, parent: Any) -> list[Any]:
+        query = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        return list(
+            self._call(
+                "search child runs",
+                lambda: self.client.search_runs([parent.info.experiment_id], query, max_results=50_000),
+            )
+        )
+
+    def get_run(self, mlflow_run_id: str) -> Any:
+        return self._call(f"read run {mlflow_run_id}", lambda: self.client.get_run(mlflow_run_id))
+
+    # -- child runs -------------------------------------------------------------------------------------
+    def create_child(
+        self,
+        experiment_id: str,
+        parent: str,
+        *,
+        run_id: str,
+        node_id: str,
+        partition: int,
+        attempt: int,
+        params: Mapping[str, str],
+    ) -> str:
+        tags = {
+            "mlflow.parentRunId": parent,
+            "mlflow.runName": f"{node_id}-{partition}" + (f"-attempt{attempt}" if attempt > 1 else ""),
+            f"{TAG_PREFIX}kind": "task",
+            f"{TAG_PREFIX}run_id": run_id,
+            f"{TAG_PREFIX}node": node_id,
+            f"{TAG_PREFIX}partition": str(partition),
+            f"{TAG_PREFIX}attempt": str(attempt),
+        }
+        run = self._call(
+            f"create the child run of {node_id}[{partition}]",
+            lambda: self.client.create_run(experiment_id, tags=tags),
+        )
+        child = str(run.info.run_id)
+        batch = [Param(k[:250], str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
+        if batch:
+            self._call("log task params", lambda: self._log_batch(child, batch, []))
+        return child
+
+    def set_tags(self, mlflow_run_id: str, tags: Mapping[str, str]) -> None:
+        batch = [RunTag(k, v) for k, v in tags.items()]
+        self._call("set tags", lambda: self._log_batch(mlflow_run_id, [], batch))
+
+    def terminate(self, mlflow_run_id: str, status: str) -> None:
+        """Set a run's final status (FINISHED, FAILED, KILLED) unless it already has one."""
+
+        def set_if_open() -> None:
+            if self.client.get_run(mlflow_run_id).info.status in ("RUNNING", "SCHEDULED"):
+                self.client.set_terminated(mlflow_run_id, status)
+
+        self._call(f"end run {mlflow_run_id}", set_if_open)
+
+    def reopen(self, mlflow_run_id: str) -> None:
+        self._call(
+            f"reopen run {mlflow_run_id}", lambda: self.client.update_run(mlflow_run_id, status="RUNNING")
+        )
+
+    def status(self, mlflow_run_id: str) -> str:
+        return str(self.get_run(mlflow_run_id).info.status)
+
+    # -- artifacts --------------------------------------------------------------------------------------
+    def log_text(self, mlflow_run_id: str, text: str, artifact_file: str) -> None:
+        self._call(f"write {artifact_file}", lambda: self.client.log_text(mlflow_run_id, text, artifact_file))
+
+    def log_file(self, mlflow_run_id: str, local_path: Path, artifact_dir: str) -> None:
+        self._call(
+            f"upload {local_path.name}",
+            lambda: self.client.log_artifact(mlflow_run_id, str(local_path), artifact_dir),
+        )
+
+    def log_dir(self, mlflow_run_id: str, local_dir: Path, artifact_dir: str | None) -> None:
+        self._call(
+            f"upload {local_dir}",
+            lambda: self.client.log_artifacts(mlflow_run_id, str(local_dir), artifact_dir),
+        )
+
+    def read_text(self, mlflow_run_id: str, artifact_file: str) -> str:
+        def download() -> str:
+            with tempfile.TemporaryDirectory(prefix="concurrent-") as tmp:
+                path = self.client.download_artifacts(mlflow_run_id, artifact_file, tmp)
+                return Path(path).read_text(encoding="utf-8")
+
+        return self._call(f"read {artifact_file} of run {mlflow_run_id}", download)
+
+    def log_plan(
+        self, parent: str, node_id: str, spec: Mapping[str, Any], manifests: Sequence[Manifest]
+    ) -> None:
+        """Store a stage's task spec and one manifest per partition with one upload call."""
+        with tempfile.TemporaryDirectory(prefix="concurrent-plan-") as tmp:
+            root = Path(tmp)
+            (root / spec_path(node_id)).parent.mkdir(parents=True)
+            (root / spec_path(node_id)).write_text(
+                json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8"
+            )
+            (root / manifest_path(node_id, 0)).parent.mkdir(parents=True)
+            for manifest in manifests:
+                (root / manifest_path(node_id, manifest.partition)).write_text(
+                    manifest.dumps(), encoding="utf-8"
+                )
+            self.log_dir(parent, root / "plan" / node_id, f"plan/{node_id}")
+
+    def read_outputs(self, child_run_id: str, origin: int) -> list[InputItem]:
+        """The files a finished task logged, as items downstream tasks can fetch."""
+        index = json.loads(self.read_text(child_run_id, OUTPUT_INDEX))
+        base = self._artifact_base(child_run_id)
+        return [
+            InputItem(
+                uri=f"{base}/{OUTPUTS_DIR}/{entry['relpath']}",
+                relpath=f"part-{origin:05d}/{entry['relpath']}",
+                size=int(entry["size"]),
+                metadata=dict(entry.get("metadata") or {}),
+                origin=origin,
+            )
+            for entry in index["files"]
+        ]
+
+    def _artifact_base(self, mlflow_run_id: str) -> str:
+        """Where a run's artifacts can be fetched from directly: a local path for file stores, else runs:/."""
+        artifact_uri = str(self.get_run(mlflow_run_id).info.artifact_uri)
+        parsed = urlparse(artifact_uri)
+        if parsed.scheme in ("", "file"):
+            return unquote(parsed.path) if parsed.scheme else artifact_uri
+        if parsed.scheme in ("s3", "gs", "gcs", "abfss", "hdfs"):
+            return artifact_uri
+        return f"runs:/{mlflow_run_id}"
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _log_batch(self, mlflow_run_id: str, params: list[Param], tags: list[RunTag]) -> None:
+        self.client.log_batch(mlflow_run_id, params=params, tags=tags, synchronous=True)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one MLflow call, retrying transient failures briefly, and say what failed and where."""
+        delay = 0.5
+        for attempt in range(4):
+            try:
+                return fn()
+            except MlflowException as exc:
+                status = int(exc.get_http_status_code())  # type: ignore[no-untyped-call]
+                transient = status >= 500 or "Connection" in str(exc)
+                if not transient or attempt == 3:
+                    raise TrackingError(
+                        f"MLflow at {self.tracking_uri} could not {what}: {exc.message}"
+                    ) from exc
+            except OSError as exc:
+                if attempt == 3:
+                    raise TrackingError(f"MLflow at {self.tracking_uri} could not {what}: {exc}") from exc
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")

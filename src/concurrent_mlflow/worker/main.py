@@ -1,0 +1,118 @@
+"""The task process: `python -m concurrent_mlflow.worker --parent-run P --child-run C --node N --partition I`.
+
+It reads the stage spec and its own manifest from the parent run, fetches only its partition's inputs, runs
+the node, logs the output dir and an output index to the child run, and only then marks the child run
+FINISHED. The exit code tells the executor whether the task succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from concurrent_mlflow import sources, task
+from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.tracking import OUTPUT_INDEX, OUTPUTS_DIR, Tracking, manifest_path, spec_path
+
+log = logging.getLogger("concurrent.worker")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="concurrent worker")
+    for flag in ("--parent-run", "--child-run", "--node"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--partition", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracking = Tracking(os.environ["MLFLOW_TRACKING_URI"])
+    scratch = Path(os.environ.get("CONCURRENT_SCRATCH", "/tmp/concurrent-scratch")) / args.child_run
+    try:
+        ok = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch)
+    except Exception:
+        log.exception("task %s[%d] failed", args.node, args.partition)
+        ok = False
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not ok:
+        tracking.terminate(args.child_run, "FAILED")
+    return 0 if ok else 1
+
+
+def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> bool:
+    spec: dict[str, Any] = json.loads(tracking.read_text(parent, spec_path(node)))
+    manifest = Manifest.loads(tracking.read_text(parent, manifest_path(node, partition)))
+    input_dir, output_dir = scratch / "input", scratch / "output"
+    output_dir.mkdir(parents=True)
+    for name, items in manifest.inputs.items():
+        (input_dir / name).mkdir(parents=True, exist_ok=True)
+        sources.fetch(items, input_dir / name)
+    log.info(
+        "%s[%d/%d]: %d input file(s), %d bytes",
+        node,
+        partition,
+        manifest.partitions,
+        sum(len(i) for i in manifest.inputs.values()),
+        manifest.input_bytes(),
+    )
+    (scratch / "manifest.json").write_text(manifest.dumps(), encoding="utf-8")
+    os.environ.update(
+        {
+            task.ENV_INPUT_DIR: str(input_dir),
+            task.ENV_OUTPUT_DIR: str(output_dir),
+            task.ENV_PARTITION: str(partition),
+            task.ENV_PARTITIONS: str(manifest.partitions),
+            task.ENV_MANIFEST: str(scratch / "manifest.json"),
+            task.ENV_OUTPUT_METADATA: str(scratch / "output-metadata.jsonl"),
+            "MLFLOW_RUN_ID": child,
+        }
+    )
+    if spec["kind"] == "inference":
+        from concurrent_mlflow.worker.inference import score_partition
+
+        score_partition(spec, manifest, input_dir, output_dir)
+    else:
+        from concurrent_mlflow.worker.project_run import run_project
+
+        if not run_project(spec, manifest, child, tracking):
+            return False
+    log_outputs(tracking, child, output_dir, scratch / "output-metadata.jsonl")
+    tracking.terminate(child, "FINISHED")
+    return True
+
+
+def log_outputs(tracking: Tracking, child: str, output_dir: Path, metadata_file: Path) -> None:
+    """Upload the output dir and an index of it (size and metadata per file) in two calls."""
+    metadata: dict[str, dict[str, Any]] = {}
+    if metadata_file.exists():
+        for line in metadata_file.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            metadata.setdefault(record["relpath"], {}).update(record["metadata"])
+    files = sorted(p for p in output_dir.rglob("*") if p.is_file())
+    index = {
+        "files": [
+            {
+                "relpath": p.relative_to(output_dir).as_posix(),
+                "size": p.stat().st_size,
+                **(
+                    {"metadata": metadata[rel]}
+                    if (rel := p.relative_to(output_dir).as_posix()) in metadata
+                    else {}
+                ),
+            }
+            for p in files
+        ]
+    }
+    if files:
+        tracking.log_dir(child, output_dir, OUTPUTS_DIR)
+    tracking.log_text(child, json.dumps(index), OUTPUT_INDEX)
+    log.info("logged %d output file(s) to run %s", len(files), child)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,91 @@
+"""Runs an MLproject entry point through MLflow's own local project backend, in the task's child run.
+
+MLflow builds (and caches) the project's environment for `uv`, `virtualenv` and `conda`; a file lock keeps
+parallel tasks of one machine from building the same environment twice at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.project import resolve_project
+from concurrent_mlflow.tracking import Tracking
+
+log = logging.getLogger("concurrent.worker")
+
+
+def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking) -> bool:
+    from mlflow.projects.backend.local import LocalBackend
+    from mlflow.projects.utils import (
+        MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG,
+        PROJECT_BUILD_IMAGE,
+        PROJECT_DOCKER_ARGS,
+        PROJECT_DOCKER_AUTH,
+        PROJECT_ENV_MANAGER,
+        PROJECT_STORAGE_DIR,
+        PROJECT_SYNCHRONOUS,
+    )
+
+    cache_dir = Path(os.environ.get("CONCURRENT_CACHE", Path.home() / ".cache" / "concurrent-mlflow"))
+    project = resolve_project(
+        spec["project"], spec.get("commit"), base_dir=Path(spec["base_dir"]), cache_dir=cache_dir
+    )
+    parameters = {**spec["parameters"], **manifest.parameters}
+    env_manager = spec["env_manager"]
+    config = {
+        MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: child,
+        PROJECT_ENV_MANAGER: env_manager,
+        PROJECT_SYNCHRONOUS: True,
+        PROJECT_DOCKER_ARGS: None,
+        PROJECT_STORAGE_DIR: None,
+        PROJECT_BUILD_IMAGE: False,
+        PROJECT_DOCKER_AUTH: None,
+    }
+    if env_manager == "local":
+        # `python` in an entry point must be the worker's interpreter, which has this package and MLflow.
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    experiment_id = tracking.get_run(child).info.experiment_id
+    log.info(
+        "running %s entry point %r with %s (env manager: %s)",
+        project.work_dir,
+        spec["entry_point"],
+        parameters,
+        env_manager,
+    )
+    with _environment_lock(cache_dir, enabled=env_manager != "local"):
+        submitted = LocalBackend().run(
+            str(project.work_dir),
+            spec["entry_point"],
+            parameters,
+            None,
+            config,
+            tracking.tracking_uri,
+            experiment_id,
+        )
+    ok = bool(submitted.wait())
+    log.info("entry point %s", "succeeded" if ok else "failed")
+    return ok
+
+
+class _environment_lock:
+    def __init__(self, cache_dir: Path, *, enabled: bool) -> None:
+        self.path = cache_dir / "environment.lock"
+        self.enabled = enabled
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)

@@ -1,0 +1,186 @@
+"""DAG documents: parsing, every validation message a user reads, overrides and the shipped schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from concurrent_mlflow.dag import apply_overrides, json_schema, parse_dag, parse_overrides
+from concurrent_mlflow.errors import DagValidationError
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "concurrent_mlflow" / "schema" / "dag.schema.json"
+
+GOOD = """
+name: good
+defaults: {retries: 2, env_manager: local}
+nodes:
+  - {id: raw, kind: source, uri: data, pattern: "*.csv"}
+  - id: prep
+    kind: project
+    project: ./projects/prep
+    entry_point: main
+    parameters: {scale: 2.5, flag: true}
+    partitions: 8
+    parallelism: 4
+    timeout: 60
+  - {id: score, kind: inference, model: "models:/m/1", partitions: 8}
+  - {id: report, kind: project, project: "https://git.example/repo.git#report", version: v1}
+edges:
+  - {from: raw, to: prep, input: raw, partitioner: file}
+  - {from: prep, to: score, input: features, partitioner: one-to-one}
+  - {from: score, to: report, input: predictions, partitioner: gather}
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(DagValidationError) as info:
+        parse_dag(text)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_good_dag_parses_with_defaults_applied() -> None:
+    dag = parse_dag(GOOD)
+    prep = dag.node("prep")
+    assert prep.kind == "project"
+    assert dag.retries(prep) == 2  # type: ignore[arg-type]
+    assert dag.timeout(prep) == 60  # type: ignore[arg-type]
+    assert dag.topological_order() == ["raw", "prep", "score", "report"]
+    assert dag.incoming("score")[0].partitioner.kind == "one-to-one"
+
+
+def test_yaml_round_trip_keeps_the_document() -> None:
+    dag = parse_dag(GOOD)
+    assert parse_dag(dag.to_yaml()) == dag
+
+
+def test_cycle_is_named_node_by_node() -> None:
+    found = problems_of("""
+name: loop
+nodes:
+  - {id: a, kind: project, project: p}
+  - {id: b, kind: project, project: p}
+  - {id: c, kind: project, project: p}
+edges:
+  - {from: a, to: b, input: x}
+  - {from: b, to: c, input: x}
+  - {from: c, to: a, input: x}
+""")
+    assert found == ["edges: the graph has a cycle: a -> b -> c -> a; a DAG must not loop back"]
+
+
+def test_every_problem_is_reported_at_once_with_node_and_field() -> None:
+    found = problems_of("""
+name: many
+nodes:
+  - {id: raw, kind: source, uri: d}
+  - {id: Bad_Id, kind: project, project: p}
+  - {id: prep, kind: project, project: p, partitions: 0, colour: blue}
+edges:
+  - {from: raw, to: ghost, input: x}
+""")
+    assert "nodes.prep.partitions: Input should be greater than or equal to 1" in found
+    assert "nodes.prep.colour: unknown field (check the spelling; see `concurrent dag schema`)" in found
+    assert len(found) == 2  # pydantic problems first; graph checks run on a well-formed document
+
+
+def test_graph_problems_name_what_is_wrong() -> None:
+    found = problems_of("""
+name: graph
+nodes:
+  - {id: raw, kind: source, uri: d}
+  - {id: Bad_Id, kind: project, project: p}
+  - {id: prep, kind: project, project: p}
+  - {id: prep, kind: project, project: q}
+edges:
+  - {from: raw, to: ghost, input: x}
+  - {from: prep, to: raw, input: y}
+  - {from: raw, to: prep, input: "a/b"}
+""")
+    assert "nodes.Bad_Id.id: must be lower-case letters, digits and dashes, start with a letter, at most 40 characters" in found
+    assert "nodes.prep: duplicate node id" in found
+    assert "edges.raw->ghost.to: no node with id 'ghost'" in found
+    assert "edges.prep->raw: source node 'raw' cannot have inputs" in found
+    assert any(p.startswith("edges.raw->prep.input: 'a/b' is not a valid input name") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("partitioner", "message"),
+    [
+        ("{kind: key}", "edges.raw->prep.partitioner.key: the `key` partitioner needs `key:`"),
+        ("{kind: custom, function: not-a-function}", "edges.raw->prep.partitioner.function: the `custom` partitioner"),
+        ("{kind: file, key: x}", "edges.raw->prep.partitioner: `key`/`function` do not apply to the 'file'"),
+        ("round-robin", "edges.raw->prep.partitioner.kind: Input should be 'file', 'directory'"),
+    ],
+)
+def test_bad_partitioners(partitioner: str, message: str) -> None:
+    found = problems_of(f"""
+name: parts
+nodes:
+  - {{id: raw, kind: source, uri: d}}
+  - {{id: prep, kind: project, project: p}}
+edges:
+  - {{from: raw, to: prep, input: x, partitioner: {partitioner}}}
+""")
+    assert any(p.startswith(message) for p in found), found
+
+
+def test_partitioning_rules() -> None:
+    found = problems_of("""
+name: rules
+nodes:
+  - {id: raw, kind: source, uri: d}
+  - {id: one, kind: project, project: p, partitions: 4}
+  - {id: all, kind: project, project: p, partitions: 3}
+  - {id: grid, kind: project, project: p, partitions: 2, sweep: {alpha: [1, 2], beta: []}, parameters: {alpha: 1}}
+edges:
+  - {from: raw, to: one, input: x, partitioner: one-to-one}
+  - {from: one, to: all, input: x, partitioner: gather}
+  - {from: raw, to: grid, input: x, partitioner: file}
+""")
+    assert any("one-to-one` needs a project or inference node upstream" in p for p in found)
+    assert any(p.startswith("nodes.all.partitions: a node fed by a `gather` edge") for p in found)
+    assert "nodes.grid.partitions: a sweep runs one partition per combination; remove `partitions`" in found
+    assert any(p.startswith("nodes.grid.sweep: every input of a sweep node must use the `broadcast`") for p in found)
+    assert "nodes.grid.sweep.beta: needs at least one value" in found
+    assert "nodes.grid.sweep.alpha: is also set in `parameters`; set it in one place" in found
+
+
+def test_inference_needs_input_and_unknown_kind_is_explained() -> None:
+    assert any("unknown node kind; use one of: source, project, inference" in p for p in problems_of("""
+name: k
+nodes:
+  - {id: x, kind: notebook}
+"""))
+    assert problems_of("""
+name: k
+nodes:
+  - {id: s, kind: inference, model: "models:/m/1"}
+""") == ["nodes.s: an inference node needs at least one incoming edge with the files to score"]
+
+
+def test_not_yaml_and_not_a_mapping() -> None:
+    assert problems_of("name: [unclosed")[0].startswith("line 1, column")
+    assert problems_of("- a\n- b") == ["a DAG document must be a YAML mapping with `name` and `nodes`"]
+
+
+def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
+    dag = apply_overrides(parse_dag(GOOD), parse_overrides(["prep.scale=3", "prep.new=x"]))
+    assert dag.node("prep").parameters == {"scale": "3", "flag": True, "new": "x"}  # type: ignore[union-attr]
+    with pytest.raises(DagValidationError, match="no node 'nope'; use NODE.PARAM=VALUE"):
+        apply_overrides(parse_dag(GOOD), {"nope.x": "1"})
+    with pytest.raises(DagValidationError, match="overrides set a project node's parameter"):
+        apply_overrides(parse_dag(GOOD), {"raw.uri": "1"})
+    with pytest.raises(DagValidationError, match="expected NODE.PARAM=VALUE"):
+        parse_overrides(["scale"])
+
+
+def test_shipped_schema_matches_the_models() -> None:
+    """Regenerate with CONCURRENT_REGENERATE=1 after changing the models."""
+    generated = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if os.environ.get("CONCURRENT_REGENERATE"):
+        SCHEMA_FILE.parent.mkdir(exist_ok=True)
+        SCHEMA_FILE.write_text(generated)
+    assert SCHEMA_FILE.read_text() == generated
