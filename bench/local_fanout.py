@@ -47,11 +47,30 @@ def mlflow_run_loop(root: Path, partitions: int, tracking_uri: str) -> float:
     started = time.perf_counter()
     for partition in range(partitions):
         subprocess.run(
-            [sys.executable, "-m", "mlflow", "run", str(HERE / "projects" / "hasher"), "--env-manager", "local",
-             "--experiment-name", "bench-mlflow-run-loop", "-P", f"input_dir={root}", "-P", f"partition={partition}",
-             "-P", f"partitions={partitions}"],
-            check=True, capture_output=True, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-                                                  "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "run",
+                str(HERE / "projects" / "hasher"),
+                "--env-manager",
+                "local",
+                "--experiment-name",
+                "bench-mlflow-run-loop",
+                "-P",
+                f"input_dir={root}",
+                "-P",
+                f"partition={partition}",
+                "-P",
+                f"partitions={partitions}",
+            ],
+            check=True,
+            capture_output=True,
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            },
         )
     return time.perf_counter() - started
 
@@ -60,17 +79,24 @@ def concurrent_dag(root: Path, partitions: int, tracking_uri: str, workdir: Path
     dag = workdir / "bench.yaml"
     dag.write_text(
         f"name: bench-fanout\nnodes:\n  - {{id: files, kind: source, uri: '{root}'}}\n"
-        f"  - {{id: hash, kind: project, project: '{HERE / 'projects' / 'hasher'}', partitions: {partitions}}}\n"
+        f"  - {{id: hash, kind: project, project: '{HERE / 'projects' / 'hasher'}', "
+        f"partitions: {partitions}}}\n"
         "edges:\n  - {from: files, to: hash, input: files, partitioner: file}\n"
     )
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "concurrent_mlflow.cli", "run", str(dag), "--no-progress"], check=True,
-                   env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "concurrent_mlflow.cli", "run", str(dag), "--no-progress"],
+        check=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048, help="bytes per file")
@@ -87,7 +113,10 @@ def main() -> None:
         rows = [
             ("(a) multiprocessing", plain_multiprocessing(root)),
             (f"(b) mlflow run x{args.partitions}, sequential", mlflow_run_loop(root, args.partitions, uri)),
-            (f"(c) concurrent, {args.partitions} partitions", concurrent_dag(root, args.partitions, uri, Path(tmp))),
+            (
+                f"(c) concurrent, {args.partitions} partitions",
+                concurrent_dag(root, args.partitions, uri, Path(tmp)),
+            ),
         ]
     base = rows[0][1]
     print(f"\n{args.files} files x {args.size} B, {os.cpu_count()} cores, tracking {uri}\n")

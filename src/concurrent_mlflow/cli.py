@@ -107,11 +107,15 @@ def run() -> None:
 )
 @click.option("--progress/--no-progress", default=True, help="Show the live progress display.")
 @click.pass_obj
-def run_start(obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool) -> None:
+def run_start(
+    obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+) -> None:
     _start_run(obj, dag_file, params, max_parallel, progress)
 
 
-def _start_run(obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool) -> str:
+def _start_run(
+    obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+) -> str:
     from concurrent_mlflow.plan import check_projects
     from concurrent_mlflow.runner import open_engine
 
@@ -338,10 +342,14 @@ def demo(obj: _Context, files: int, partitions: int, workdir: Path | None) -> No
     """
     from concurrent_mlflow.demo.runner import prepare_demo
 
-    dag_file = prepare_demo(workdir or obj.paths.home / "demo", obj.tracking_uri(), files, partitions, console)
+    dag_file = prepare_demo(
+        workdir or obj.paths.home / "demo", obj.tracking_uri(), files, partitions, console
+    )
     _start_run(obj, dag_file, [], None, progress=True)
-    console.print(f"The DAG and its projects are in {dag_file.parent}; change them and run "
-                  f"`concurrent run {dag_file}`. The report is the `report` node's outputs/report.md in MLflow.")
+    console.print(
+        f"The DAG and its projects are in {dag_file.parent}; change them and run "
+        f"`concurrent run {dag_file}`. The report is the `report` node's outputs/report.md in MLflow."
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,11 +55,11 @@ class _NodeBase(_Model):
 
 
 class SourceNode(_NodeBase):
-    """A data location whose files feed downstream nodes: a local dir, an fsspec URL or an MLflow artifact URI."""
+    """A data location whose files feed downstream nodes: a local dir or an fsspec URL."""
 
     kind: Literal["source"] = "source"
     uri: str = Field(
-        description="Local path (relative to the DAG file), s3://..., gs://..., runs:/<id>/path."
+        description="Local path (relative to the DAG file) or an fsspec URL: s3://..., gs://..., ..."
     )
     pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
 
@@ -350,7 +350,7 @@ def _find_cycle(dag: Dag, candidates: set[str]) -> list[str]:
     while True:
         previous = next(u for u in dag.upstream(path[-1]) if u in candidates)
         if previous in path:
-            loop = path[path.index(previous) :] + [previous]
+            loop = [*path[path.index(previous) :], previous]
             return list(reversed(loop))
         path.append(previous)
 

@@ -96,7 +96,9 @@ def _partition_count(
     if not splittable:
         return requested
     return max(
-        partition.effective_partitions(e.partitioner.kind, inputs[e.input], requested, e.partitioner.options())
+        partition.effective_partitions(
+            e.partitioner.kind, inputs[e.input], requested, e.partitioner.options()
+        )
         for e in splittable
     )
 

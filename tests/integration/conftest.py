@@ -40,8 +40,14 @@ class Finished:
         if node:
             query += f" and tags.`concurrent.node` = '{node}'"
         runs = self.client.search_runs([self.view.experiment_id], query, max_results=1000)
-        return sorted(runs, key=lambda r: (r.data.tags["concurrent.node"], int(r.data.tags["concurrent.partition"]),
-                                           int(r.data.tags["concurrent.attempt"])))
+        return sorted(
+            runs,
+            key=lambda r: (
+                r.data.tags["concurrent.node"],
+                int(r.data.tags["concurrent.partition"]),
+                int(r.data.tags["concurrent.attempt"]),
+            ),
+        )
 
     def stage(self, node: str) -> Any:
         return next(s for s in self.view.stages if s.node_id == node)
@@ -57,8 +63,12 @@ RunDag = Callable[..., Finished]
 def run_dag(tracking_env: Path, tmp_path: Path) -> RunDag:
     """Write a DAG (`{toolbox}` expands to the test project) beside `tmp_path`, run it to its end."""
 
-    def run(yaml_text: str, overrides: dict[str, str] | None = None, max_parallel: int = 2,
-            retry_of: str | None = None) -> Finished:
+    def run(
+        yaml_text: str,
+        overrides: dict[str, str] | None = None,
+        max_parallel: int = 2,
+        retry_of: str | None = None,
+    ) -> Finished:
         paths = Paths(tracking_env)
         engine, store = open_engine(paths, _tracking_uri(), max_parallel)
         if retry_of:

@@ -52,8 +52,8 @@ def test_fan_out_then_fan_in_is_tracked_as_parent_and_child_runs(run_dag: RunDag
     (total,) = done.children("total")
     summary = json.loads(done.artifact_text(total.info.run_id, "outputs/summary.json", tmp_path / "dl1"))
     received = sorted(path.split("/", 1)[1] for path in summary["inputs"]["upper"])
-    assert received == sorted(f"{name}.out" for name in names)  # every output of every partition, once
-    assert summary["keys"] == ["WORD0", "WORD1"]
+    assert received == sorted(f"text/{name}.out" for name in names)  # every output of every partition, once
+    assert summary["keys"] == ["word0", "word1"]  # metadata recorded by the upstream tasks
 
 
 def test_broadcast_and_file_partitioning_together(run_dag: RunDag, tmp_path: Path) -> None:
@@ -72,7 +72,9 @@ edges:
     assert done.state == "succeeded", done.view
     seen_rows: list[str] = []
     for child in done.children("look"):
-        summary = json.loads(done.artifact_text(child.info.run_id, "outputs/summary.json", tmp_path / child.info.run_id))
+        summary = json.loads(
+            done.artifact_text(child.info.run_id, "outputs/summary.json", tmp_path / child.info.run_id)
+        )
         assert summary["inputs"]["config"] == ["labels/names.txt", "settings.txt"]
         assert summary["inputs"]["rows"], "no partition is left idle"
         seen_rows += summary["inputs"]["rows"]
@@ -94,7 +96,9 @@ nodes:
     assert len(children) == 6
     combos = set()
     for child in children:
-        params = json.loads(done.artifact_text(child.info.run_id, "outputs/params.json", tmp_path / child.info.run_id))
+        params = json.loads(
+            done.artifact_text(child.info.run_id, "outputs/params.json", tmp_path / child.info.run_id)
+        )
         combos.add((params["alpha"], params["beta"]))
         assert child.data.metrics["score"] == pytest.approx(params["alpha"] * 10)
     assert combos == {(a, b) for a in (0.1, 0.5, 2.0) for b in ("x", "y")}
@@ -116,11 +120,13 @@ edges:
     assert done.state == "succeeded", done.view
     keys = []
     for child in done.children("by-fruit"):
-        summary = json.loads(done.artifact_text(child.info.run_id, "outputs/summary.json", tmp_path / child.info.run_id))
+        summary = json.loads(
+            done.artifact_text(child.info.run_id, "outputs/summary.json", tmp_path / child.info.run_id)
+        )
         assert len(summary["keys"]) == 1, "one fruit per partition"
         assert len(summary["inputs"]["tagged"]) == 5
         keys += summary["keys"]
-    assert sorted(keys) == ["APPLE", "BANANA", "CHERRY"]
+    assert sorted(keys) == ["apple", "banana", "cherry"]
 
 
 def test_failing_partition_fails_its_node_skips_downstream_and_spares_other_branches(
@@ -151,9 +157,16 @@ edges:
     assert done.stage("after-bad").state == "skipped"
     assert done.stage("good").state == "succeeded"
     assert done.parent.info.status == "FAILED"
-    attempts = [(r.data.tags["concurrent.partition"], r.data.tags["concurrent.attempt"], r.info.status)
-                for r in done.children("bad")]
-    assert attempts == [("0", "1", "FINISHED"), ("1", "1", "FAILED"), ("1", "2", "FAILED"), ("2", "1", "FINISHED")]
+    attempts = [
+        (r.data.tags["concurrent.partition"], r.data.tags["concurrent.attempt"], r.info.status)
+        for r in done.children("bad")
+    ]
+    assert attempts == [
+        ("0", "1", "FINISHED"),
+        ("1", "1", "FAILED"),
+        ("1", "2", "FAILED"),
+        ("2", "1", "FINISHED"),
+    ]
     failed_log = done.artifact_text(done.children("bad")[2].info.run_id, "logs/task.log", tmp_path / "log")
     assert "failing on purpose" in failed_log
     assert done.children("after-bad") == []
@@ -179,8 +192,10 @@ edges:
   - {{from: raw, to: flaky, input: text}}
 """)
     assert done.state == "succeeded", done.view
-    attempts = [(r.data.tags["concurrent.partition"], r.data.tags["concurrent.attempt"], r.info.status)
-                for r in done.children("flaky")]
+    attempts = [
+        (r.data.tags["concurrent.partition"], r.data.tags["concurrent.attempt"], r.info.status)
+        for r in done.children("flaky")
+    ]
     assert attempts == [("0", "1", "FINISHED"), ("1", "1", "FAILED"), ("1", "2", "FINISHED")]
 
 
@@ -216,8 +231,12 @@ edges:
     runs_per_partition = {}
     for child in again.children("step"):
         runs_per_partition.setdefault(child.data.tags["concurrent.partition"], []).append(child.info.status)
-    assert runs_per_partition == {"0": ["FINISHED"], "1": ["FAILED", "FINISHED"], "2": ["FINISHED"],
-                                  "3": ["FAILED", "FINISHED"]}
+    assert runs_per_partition == {
+        "0": ["FINISHED"],
+        "1": ["FAILED", "FINISHED"],
+        "2": ["FINISHED"],
+        "3": ["FAILED", "FINISHED"],
+    }
     (total,) = again.children("total")
     summary = json.loads(again.artifact_text(total.info.run_id, "outputs/summary.json", tmp_path / "s"))
     assert len(summary["inputs"]["step"]) == 8
@@ -245,9 +264,30 @@ edges:
 
 
 def test_hostile_but_legal_file_names_flow_through(run_dag: RunDag, tmp_path: Path) -> None:
-    names = ["-rf", "a b#?.txt", "ü/é %20.txt", "line\nbreak.txt", ".hidden"]
+    names = ["-rf", "a b#?.txt", "ü/é %20.txt", ".hidden", "$(touch pwned);.txt"]
     make_files(tmp_path / "data", {name: f"n {i}" for i, name in enumerate(names)})
-    done = run_dag("""
+    done = run_dag(HOSTILE)
+    assert done.state == "succeeded", done.view
+    (total,) = done.children("total")
+    summary = json.loads(done.artifact_text(total.info.run_id, "outputs/summary.json", tmp_path / "s"))
+    assert sorted(p.split("/", 1)[1] for p in summary["inputs"]["copies"]) == sorted(
+        f"text/{n}.out" for n in names
+    )
+    assert not list(tmp_path.rglob("pwned")), "a file name is never run as a command"
+
+
+def test_an_output_name_mlflow_cannot_store_fails_the_task_with_the_name(
+    run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {"line\nbreak.txt": "n"})
+    done = run_dag(HOSTILE)
+    assert done.state == "failed"
+    (child,) = done.children("copy")
+    log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / "log")
+    assert "Output file 'text/line\\nbreak.txt.out' has a control character in its name" in log
+
+
+HOSTILE = """
 name: hostile
 nodes:
   - {id: raw, kind: source, uri: data}
@@ -256,8 +296,4 @@ nodes:
 edges:
   - {from: raw, to: copy, input: text}
   - {from: copy, to: total, input: copies, partitioner: gather}
-""")
-    assert done.state == "succeeded", done.view
-    (total,) = done.children("total")
-    summary = json.loads(done.artifact_text(total.info.run_id, "outputs/summary.json", tmp_path / "s"))
-    assert sorted(p.split("/", 1)[1] for p in summary["inputs"]["copies"]) == sorted(f"{n}.out" for n in names)
+"""

@@ -99,7 +99,10 @@ edges:
   - {from: prep, to: raw, input: y}
   - {from: raw, to: prep, input: "a/b"}
 """)
-    assert "nodes.Bad_Id.id: must be lower-case letters, digits and dashes, start with a letter, at most 40 characters" in found
+    assert (
+        "nodes.Bad_Id.id: must be lower-case letters, digits and dashes, start with a letter, at most 40 characters"
+        in found
+    )
     assert "nodes.prep: duplicate node id" in found
     assert "edges.raw->ghost.to: no node with id 'ghost'" in found
     assert "edges.prep->raw: source node 'raw' cannot have inputs" in found
@@ -110,7 +113,10 @@ edges:
     ("partitioner", "message"),
     [
         ("{kind: key}", "edges.raw->prep.partitioner.key: the `key` partitioner needs `key:`"),
-        ("{kind: custom, function: not-a-function}", "edges.raw->prep.partitioner.function: the `custom` partitioner"),
+        (
+            "{kind: custom, function: not-a-function}",
+            "edges.raw->prep.partitioner.function: the `custom` partitioner",
+        ),
         ("{kind: file, key: x}", "edges.raw->prep.partitioner: `key`/`function` do not apply to the 'file'"),
         ("round-robin", "edges.raw->prep.partitioner.kind: Input should be 'file', 'directory'"),
     ],
@@ -143,17 +149,22 @@ edges:
     assert any("one-to-one` needs a project or inference node upstream" in p for p in found)
     assert any(p.startswith("nodes.all.partitions: a node fed by a `gather` edge") for p in found)
     assert "nodes.grid.partitions: a sweep runs one partition per combination; remove `partitions`" in found
-    assert any(p.startswith("nodes.grid.sweep: every input of a sweep node must use the `broadcast`") for p in found)
+    assert any(
+        p.startswith("nodes.grid.sweep: every input of a sweep node must use the `broadcast`") for p in found
+    )
     assert "nodes.grid.sweep.beta: needs at least one value" in found
     assert "nodes.grid.sweep.alpha: is also set in `parameters`; set it in one place" in found
 
 
 def test_inference_needs_input_and_unknown_kind_is_explained() -> None:
-    assert any("unknown node kind; use one of: source, project, inference" in p for p in problems_of("""
+    assert any(
+        "unknown node kind; use one of: source, project, inference" in p
+        for p in problems_of("""
 name: k
 nodes:
   - {id: x, kind: notebook}
-"""))
+""")
+    )
     assert problems_of("""
 name: k
 nodes:
@@ -169,11 +180,11 @@ def test_not_yaml_and_not_a_mapping() -> None:
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
     dag = apply_overrides(parse_dag(GOOD), parse_overrides(["prep.scale=3", "prep.new=x"]))
     assert dag.node("prep").parameters == {"scale": "3", "flag": True, "new": "x"}  # type: ignore[union-attr]
-    with pytest.raises(DagValidationError, match="no node 'nope'; use NODE.PARAM=VALUE"):
+    with pytest.raises(DagValidationError, match=r"no node 'nope'; use NODE\.PARAM=VALUE"):
         apply_overrides(parse_dag(GOOD), {"nope.x": "1"})
     with pytest.raises(DagValidationError, match="overrides set a project node's parameter"):
         apply_overrides(parse_dag(GOOD), {"raw.uri": "1"})
-    with pytest.raises(DagValidationError, match="expected NODE.PARAM=VALUE"):
+    with pytest.raises(DagValidationError, match=r"expected NODE\.PARAM=VALUE"):
         parse_overrides(["scale"])
 
 

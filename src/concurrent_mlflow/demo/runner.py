@@ -1,4 +1,4 @@
-"""Prepares the demo: copies the bundled projects and DAG, writes sensor data, trains and registers a model."""
+"""Prepares the demo: copies the bundled projects and DAG, writes sensor data, registers a model."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def prepare_demo(workdir: Path, tracking_uri: str, files: int, partitions: int, 
         write_readings(workdir / "data" / "readings", files)
     with console.status("Training and registering the anomaly model..."):
         version = train_and_register(tracking_uri)
-    console.print(f"Data: {workdir / 'data' / 'readings'} ({files} files); "
-                  f"model {MODEL_NAME} version {version} registered in MLflow")
+    console.print(
+        f"Data: {workdir / 'data' / 'readings'} ({files} files); "
+        f"model {MODEL_NAME} version {version} registered in MLflow"
+    )
     return workdir / "dag.yaml"
 
 
@@ -75,6 +77,7 @@ def train_and_register(tracking_uri: str) -> str:
     mlflow.set_experiment("concurrent-demo-training")
     with mlflow.start_run(run_name="train anomaly model"):
         mlflow.log_metric("train_accuracy", float(model.score(features, labels)))
-        info = mlflow.sklearn.log_model(model, name="model", input_example=features.head(3),
-                                        registered_model_name=MODEL_NAME)
+        info = mlflow.sklearn.log_model(
+            model, name="model", input_example=features.head(3), registered_model_name=MODEL_NAME
+        )
     return str(info.registered_model_version)

@@ -87,7 +87,7 @@ class Engine:
         return self._run(run_id).state
 
     def retry(self, run_id: str) -> int:
-        """Send what failed, was cancelled or skipped back to pending; succeeded partitions keep their outputs."""
+        """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
         reset = tx.reset_for_retry(self.store, run_id)
         parent = self._run(run_id).mlflow_run_id
         if parent:
@@ -183,7 +183,7 @@ class Engine:
         return timeout is not None and (utcnow() - started).total_seconds() > timeout
 
     def _save_log(self, attempt: AttemptRow) -> None:
-        """Copy the attempt's log into its child run as logs/task.log (best effort: the log is also on disk)."""
+        """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk)."""
         content = self.executor.read_log(attempt.handle)
         with tempfile.TemporaryDirectory(prefix="concurrent-log-") as tmp:
             path = Path(tmp) / "task.log"
@@ -203,7 +203,10 @@ class Engine:
             failed = [t for t in stage.tasks if t.state != S.SUCCEEDED]
             if failed:
                 first = failed[0]
-                error = f"{len(failed)} of {len(states)} partition(s) failed; partition {first.partition}: {first.error}"
+                error = (
+                    f"{len(failed)} of {len(states)} partition(s) failed; "
+                    f"partition {first.partition}: {first.error}"
+                )
                 tx.end_stage(self.store, run_id, stage.node_id, S.FAILED, error)
             else:
                 tx.end_stage(self.store, run_id, stage.node_id, S.SUCCEEDED)

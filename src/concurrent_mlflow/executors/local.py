@@ -7,6 +7,7 @@ again after an engine restart by its process id plus the child run id on its com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -125,10 +126,8 @@ def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _is_our_worker(pid: int, child_run: str) -> bool:

@@ -127,7 +127,7 @@ def end_attempt(
     error: str | None = None,
     retry_in: timedelta | None = None,
 ) -> None:
-    """An attempt ended. A failed attempt with a retry left sends its task back to pending after `retry_in`."""
+    """An attempt ended; a failed one with a retry left sends its task back to pending after `retry_in`."""
     with store.transaction() as session:
         attempt = session.get_one(AttemptRow, attempt_id)
         task = attempt.task
@@ -145,7 +145,7 @@ def end_attempt(
 
 
 def reset_for_retry(store: Store, run_id: str) -> int:
-    """`concurrent run retry`: what did not succeed goes back to pending; succeeded tasks keep their outputs."""
+    """`concurrent run retry`: unfinished work goes back to pending; succeeded tasks keep their outputs."""
     with store.transaction() as session:
         run = _run(session, run_id)
         if run.state not in TERMINAL:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from concurrent_mlflow import sources, task
+from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.manifest import Manifest
 from concurrent_mlflow.tracking import OUTPUT_INDEX, OUTPUTS_DIR, Tracking, manifest_path, spec_path
 
@@ -94,6 +95,8 @@ def log_outputs(tracking: Tracking, child: str, output_dir: Path, metadata_file:
             record = json.loads(line)
             metadata.setdefault(record["relpath"], {}).update(record["metadata"])
     files = sorted(p for p in output_dir.rglob("*") if p.is_file())
+    for path in files:
+        _check_output_name(path.relative_to(output_dir).as_posix())
     index = {
         "files": [
             {
@@ -112,6 +115,15 @@ def log_outputs(tracking: Tracking, child: str, output_dir: Path, metadata_file:
         tracking.log_dir(child, output_dir, OUTPUTS_DIR)
     tracking.log_text(child, json.dumps(index), OUTPUT_INDEX)
     log.info("logged %d output file(s) to run %s", len(files), child)
+
+
+def _check_output_name(relpath: str) -> None:
+    """MLflow artifact stores cannot hold every POSIX name; say which file and why before uploading."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in relpath):
+        raise ConcurrentError(
+            f"Output file {relpath!r} has a control character in its name, which MLflow artifact stores "
+            "cannot hold; rename it before the task ends."
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,7 +59,7 @@ def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: 
         env_manager,
     )
     with _environment_lock(cache_dir, enabled=env_manager != "local"):
-        submitted = LocalBackend().run(
+        submitted = LocalBackend().run(  # type: ignore[no-untyped-call]
             str(project.work_dir),
             spec["entry_point"],
             parameters,

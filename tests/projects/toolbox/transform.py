@@ -1,7 +1,6 @@
 """Upper-cases every input file into the output dir; records the first word as metadata `key`."""
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,4 +36,3 @@ for item in task.input_items():
     target.write_text(text.upper(), encoding="utf-8")
     task.log_output(target, key=(text.split() or ["none"])[0], source=str(relative))
 mlflow.log_metric("files", len(task.inputs()))
-assert os.environ["MLFLOW_RUN_ID"] == mlflow.active_run().info.run_id if mlflow.active_run() else True

@@ -18,9 +18,19 @@ report = {
     "worst_devices": {str(k): round(float(v), 4) for k, v in by_device.head(5).items()},
 }
 (task.output_dir() / "report.json").write_text(json.dumps(report, indent=2))
-lines = [f"# Sensor demo report", "", f"- files scored: {report['files']}", f"- rows scored: {report['rows']}",
-         f"- anomalies: {report['anomalies']} ({report['anomaly_rate']:.2%})", "", "Worst devices:", ""]
+lines = [
+    "# Sensor demo report",
+    "",
+    f"- files scored: {report['files']}",
+    f"- rows scored: {report['rows']}",
+    f"- anomalies: {report['anomalies']} ({report['anomaly_rate']:.2%})",
+    "",
+    "Worst devices:",
+    "",
+]
 lines += [f"- {device}: {rate:.2%}" for device, rate in report["worst_devices"].items()]
 (task.output_dir() / "report.md").write_text("\n".join(lines) + "\n")
-mlflow.log_metrics({"rows": report["rows"], "anomalies": report["anomalies"], "anomaly_rate": report["anomaly_rate"]})
+mlflow.log_metrics(
+    {"rows": report["rows"], "anomalies": report["anomalies"], "anomaly_rate": report["anomaly_rate"]}
+)
 print("\n".join(lines))

@@ -1,0 +1,137 @@
+"""The `concurrent` command as a user runs it: a real process, real output, real exit codes and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.integration.conftest import TOOLBOX, make_files
+
+pytestmark = pytest.mark.integration
+
+
+def concurrent(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "concurrent_mlflow.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def write_dag(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dag.yaml"
+    path.write_text(text.replace("{toolbox}", str(TOOLBOX)))
+    return path
+
+
+def test_run_prints_the_mlflow_url_and_a_failure_names_node_partition_and_log(
+    tracking_env: Path, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": f"w {i}" for i in range(4)})
+    dag = write_dag(
+        tmp_path,
+        """
+name: cli-fail
+nodes:
+  - {id: raw, kind: source, uri: data}
+  - {id: step, kind: project, project: "{toolbox}", entry_point: transform, partitions: 2}
+edges:
+  - {from: raw, to: step, input: text}
+""",
+    )
+    result = concurrent("run", str(dag), "-P", "step.fail_on_partition=1", "--no-progress", cwd=tmp_path)
+
+    assert result.returncode == 1, result.stderr
+    assert f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}/#/experiments/" in result.stdout
+    assert "Failed partitions" in result.stderr
+    assert "step" in result.stderr and "exit code 1" in result.stderr
+    log_files = list((tracking_env / "logs").rglob("00001-1.log"))
+    assert len(log_files) == 1 and "failing on purpose" in log_files[0].read_text()
+    assert "concurrent run retry" in result.stderr
+
+
+def test_unknown_parameter_is_refused_before_anything_runs(tracking_env: Path, tmp_path: Path) -> None:
+    dag = write_dag(
+        tmp_path,
+        """
+name: typo
+nodes:
+  - {id: step, kind: project, project: "{toolbox}", entry_point: echo_params, parameters: {alpah: 1}}
+""",
+    )
+    result = concurrent("run", str(dag), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nodes.step.parameters" in result.stderr and "alpah" in result.stderr
+    assert not (tracking_env / "concurrent.db").exists() or "cli" not in result.stdout
+
+
+def test_dag_validate_reports_projects_without_mlproject_and_unknown_entry_points(
+    tracking_env: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    dag = write_dag(
+        tmp_path,
+        """
+name: broken
+nodes:
+  - {id: nothing, kind: project, project: empty}
+  - {id: wrong-entry, kind: project, project: "{toolbox}", entry_point: nope}
+""",
+    )
+    result = concurrent("dag", "validate", str(dag), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nodes.nothing.project" in result.stderr and "MLproject" in result.stderr
+    assert "nodes.wrong-entry" in result.stderr and "nope" in result.stderr
+
+
+def test_ctrl_c_cancels_the_run_kills_tasks_and_marks_runs_killed(tracking_env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": f"w {i}" for i in range(2)})
+    dag = write_dag(
+        tmp_path,
+        """
+name: cancel-me
+nodes:
+  - {id: raw, kind: source, uri: data}
+  - {id: slow, kind: project, project: "{toolbox}", entry_point: transform, partitions: 2, parameters: {sleep: 300}}
+edges:
+  - {from: raw, to: slow, input: text}
+""",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "concurrent_mlflow.cli", "run", str(dag), "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient()
+    deadline = time.monotonic() + 120
+    children: list = []
+    while time.monotonic() < deadline and len(children) < 2:
+        time.sleep(1)
+        experiment = client.get_experiment_by_name("cancel-me")
+        if experiment:
+            children = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'task'")
+    assert len(children) == 2, "both tasks should have started"
+    time.sleep(3)  # let the workers get into the entry point
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "cancelled" in stderr
+    statuses = {client.get_run(r.info.run_id).info.status for r in children}
+    assert statuses == {"KILLED"}
+    parent_id = children[0].data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent_id).info.status == "KILLED"
+    leftover = subprocess.run(["pgrep", "-f", "transform.py"], capture_output=True, text=True).stdout.split()
+    assert leftover == [], "no task process may outlive the cancel"

@@ -1,0 +1,270 @@
+"""Local project resolution, MLproject reading, URI classification and parameter checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from concurrent_mlflow.errors import ProjectError
+from concurrent_mlflow.project import (
+    EntryPointSpec,
+    ParameterSpec,
+    ResolvedProject,
+    check_parameters,
+    is_git_uri,
+    resolve_project,
+    split_subdir,
+)
+
+TOOLBOX = Path(__file__).resolve().parents[1] / "projects" / "toolbox"
+
+MLPROJECT = """\
+name: sample
+entry_points:
+  main:
+    parameters:
+      greeting: {type: string, default: "hi"}
+      alpha: float
+      ratio: {type: float, default: 3}
+      data: {type: path, default: "."}
+      model: {type: uri, default: "models:/m/1"}
+      flag: {type: string, default: true}
+    command: "python main.py --greeting {greeting} --alpha {alpha}"
+  other:
+    command: "python other.py"
+"""
+
+
+def make_project(root: Path, mlproject: str = MLPROJECT, **files: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "MLproject").write_text(mlproject)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def resolve_local(uri: str | Path, base_dir: Path, version: str | None = None) -> ResolvedProject:
+    return resolve_project(str(uri), version, base_dir=base_dir, cache_dir=base_dir / "cache")
+
+
+def test_local_project_is_read_with_mlflows_loader(tmp_path: Path) -> None:
+    work_dir = make_project(tmp_path / "proj")
+    project = resolve_local(work_dir, tmp_path)
+    assert project.work_dir == work_dir
+    assert (project.uri, project.version, project.commit) == (str(work_dir), None, None)
+    assert project.name == "sample"
+    assert sorted(project.entry_points) == ["main", "other"]
+    main = project.entry_points["main"]
+    assert main.command == "python main.py --greeting {greeting} --alpha {alpha}"
+    assert main.parameters["greeting"] == ParameterSpec("greeting", "string", "hi")
+    assert main.parameters["alpha"] == ParameterSpec("alpha", "float", None)
+    assert main.parameters["ratio"].default == "3"  # YAML number, as MLflow will format it into the command
+    assert main.parameters["flag"].default == "True"
+    assert project.entry_points["other"] == EntryPointSpec("other", {}, "python other.py")
+    assert project.env_type == "none"
+    assert not (tmp_path / "cache").exists()  # local projects need no cache
+
+
+def test_relative_path_is_relative_to_base_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_project(tmp_path / "dags" / "projects" / "p")
+    monkeypatch.chdir(tmp_path)  # not where the DAG file is
+    project = resolve_local("projects/p", tmp_path / "dags")
+    assert project.work_dir == tmp_path / "dags" / "projects" / "p"
+    assert resolve_local("./projects/../projects/p", tmp_path / "dags").work_dir == project.work_dir
+
+
+def test_file_uri_without_git_suffix_is_a_local_directory(tmp_path: Path) -> None:
+    work_dir = make_project(tmp_path / "my project")
+    assert not is_git_uri(work_dir.as_uri())
+    assert resolve_local(work_dir.as_uri(), tmp_path).work_dir == work_dir
+
+
+def test_the_repository_toolbox_project_resolves(tmp_path: Path) -> None:
+    project = resolve_local(TOOLBOX, tmp_path)
+    assert project.name == "toolbox"
+    assert project.entry_points["echo_params"].parameters["alpha"] == ParameterSpec("alpha", "float", None)
+    assert project.entry_points["transform"].parameters["flaky_marker_dir"].default == ""
+
+
+@pytest.mark.parametrize(
+    ("files", "mlproject_extra", "env_type"),
+    [
+        ({}, "", "none"),
+        ({"python_env.yaml": "python: '3.11'\n"}, "", "python_env"),
+        ({"conda.yaml": "name: x\n"}, "", "conda_env"),
+        ({"env.yaml": "python: '3.11'\n"}, "python_env: env.yaml\n", "python_env"),
+        ({}, "docker_env:\n  image: python:3.11\n", "docker"),
+    ],
+)
+def test_env_type(tmp_path: Path, files: dict[str, str], mlproject_extra: str, env_type: str) -> None:
+    work_dir = make_project(tmp_path / "p", MLPROJECT + mlproject_extra, **files)
+    assert resolve_local(work_dir, tmp_path).env_type == env_type
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match=r"project directory .*nope does not exist"):
+        resolve_local("nope", tmp_path)
+
+
+def test_missing_mlproject(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        ProjectError, match=r"no MLproject file in .*empty; a project node needs an MLflow Project"
+    ):
+        resolve_local("empty", tmp_path)
+
+
+def test_mlproject_name_is_case_insensitive_like_mlflow(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "mlproject").write_text(MLPROJECT)
+    assert resolve_local("p", tmp_path).name == "sample"
+
+
+@pytest.mark.parametrize(
+    ("mlproject", "message"),
+    [
+        ("entry_points: [unclosed\n", r"MLflow cannot read the MLproject file in .*: while parsing"),
+        ("", r"MLflow cannot read the MLproject file .*it must be a YAML mapping"),
+        ("python_env: a.yaml\nconda_env: b.yaml\n", r"cannot contain multiple environment fields"),
+        ("python_env: missing.yaml\n", r"no such file was found"),
+        ("docker_env: {volumes: [a]}\n", r"Docker environment specified but no image"),
+        ("entry_points:\n  main:\n    parameters: {a: 3}\n", r"it must be a YAML mapping"),
+        ("entry_points:\n  main:\n    parameters: {}\n", r"entry point 'main' .* has no `command`"),
+    ],
+)
+def test_unparsable_mlproject(tmp_path: Path, mlproject: str, message: str) -> None:
+    make_project(tmp_path / "p", mlproject)
+    with pytest.raises(ProjectError, match=message):
+        resolve_local("p", tmp_path)
+
+
+def test_version_on_a_local_path_is_an_error(tmp_path: Path) -> None:
+    make_project(tmp_path / "p")
+    with pytest.raises(ProjectError, match="version is only meaningful for git projects"):
+        resolve_local("p", tmp_path, version="main")
+
+
+@pytest.mark.parametrize(
+    ("uri", "git"),
+    [
+        ("https://github.com/org/repo.git", True),
+        ("https://github.com/org/repo", True),
+        ("http://127.0.0.1:8080/repo.git#projects/hello", True),
+        ("ssh://git@host/org/repo.git", True),
+        ("git@github.com:org/repo.git", True),
+        ("git@github.com:org/repo.git#sub", True),
+        ("git://host/repo.git", True),
+        ("file:///srv/repo.git", True),
+        ("file:///srv/repo.git/", True),
+        ("file:///srv/repo#projects/hello", True),
+        ("file:///srv/projects/hello", False),
+        ("projects/hello", False),
+        ("./projects/hello", False),
+        ("/abs/projects/hello", False),
+        ("s3://bucket/project", False),
+        ("C:\\projects\\hello", False),
+    ],
+)
+def test_is_git_uri(uri: str, git: bool) -> None:
+    assert is_git_uri(uri) is git
+
+
+@pytest.mark.parametrize(
+    ("uri", "parts"),
+    [
+        ("https://h/r.git#sub/dir", ("https://h/r.git", "sub/dir")),
+        ("https://h/r.git#/sub/dir/", ("https://h/r.git", "sub/dir")),
+        ("https://h/r.git", ("https://h/r.git", "")),
+        ("https://h/r.git#", ("https://h/r.git", "")),
+        ("git@h:o/r.git#a", ("git@h:o/r.git", "a")),
+        ("file:///srv/r.git#a#b", ("file:///srv/r.git", "a#b")),
+    ],
+)
+def test_split_subdir(uri: str, parts: tuple[str, str]) -> None:
+    assert split_subdir(uri) == parts
+
+
+def test_subdir_may_not_leave_the_repository(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="must stay inside the repository"):
+        resolve_project("https://h/r.git#a/../../x", None, base_dir=tmp_path, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("version", ["--upload-pack=touch /tmp/x", "", " "])
+def test_option_like_or_empty_version_is_refused_before_git_runs(tmp_path: Path, version: str) -> None:
+    with pytest.raises(ProjectError, match="is not a branch, tag or commit"):
+        resolve_project("https://h/r.git", version, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+# --- check_parameters ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> ResolvedProject:
+    work_dir = make_project(tmp_path / "p", **{"job.py": "print(1)\n", "run.sh": "echo 1\n", "notes.txt": ""})
+    return resolve_local(work_dir, tmp_path)
+
+
+def test_valid_parameters_have_no_problems(sample: ResolvedProject) -> None:
+    assert check_parameters(sample, "main", {"alpha": "0.5"}) == []
+    assert check_parameters(sample, "main", {"alpha": 2, "greeting": "", "ratio": 1e-3, "data": "x"}) == []
+    assert check_parameters(sample, "main", {"alpha": "-1e3", "model": "s3://b/k"}) == []
+    assert check_parameters(sample, "other", {}) == []
+
+
+def test_unknown_entry_point_lists_the_known_ones(sample: ResolvedProject) -> None:
+    [problem] = check_parameters(sample, "mian", {})
+    assert "entry point 'mian' is not in the MLproject" in problem
+    assert "known entry points: main, other" in problem
+    assert ".py or .sh file" in problem
+
+
+@pytest.mark.parametrize("script", ["job.py", "run.sh"])
+def test_a_script_in_the_project_is_an_entry_point(sample: ResolvedProject, script: str) -> None:
+    assert check_parameters(sample, script, {"anything": "goes"}) == []
+
+
+@pytest.mark.parametrize("name", ["missing.py", "notes.txt", "../p/job.py/..", "../outside.py"])
+def test_other_files_are_not_entry_points(sample: ResolvedProject, name: str) -> None:
+    (sample.work_dir.parent / "outside.py").write_text("")
+    assert len(check_parameters(sample, name, {})) == 1
+
+
+def test_unknown_parameter_is_rejected_to_catch_typos(sample: ResolvedProject) -> None:
+    [problem] = check_parameters(sample, "main", {"alpha": 1, "greting": "yo"})
+    assert "entry point 'main' has no parameter 'greting'" in problem
+    assert "known: alpha, data, flag, greeting, model, ratio" in problem
+    assert "extra `--greting` argument" in problem and "rejected here to catch typos" in problem
+
+
+def test_missing_required_parameter(sample: ResolvedProject) -> None:
+    [problem] = check_parameters(sample, "main", {"greeting": "yo"})
+    assert problem.startswith("entry point 'main' needs parameter 'alpha' (float, no default")
+
+
+@pytest.mark.parametrize("value", ["abc", "", "1,5", True, None])
+def test_value_that_is_not_a_float(sample: ResolvedProject, value: object) -> None:
+    [problem] = check_parameters(sample, "main", {"alpha": value})
+    assert (
+        problem
+        == f"parameter 'alpha' of entry point 'main' must be a number (MLproject type float), got {value!r}"
+    )
+
+
+def test_path_and_uri_must_not_be_empty_and_uri_needs_a_scheme(sample: ResolvedProject) -> None:
+    problems = check_parameters(sample, "main", {"alpha": 1, "data": " ", "model": ""})
+    assert problems == [
+        "parameter 'data' of entry point 'main' must not be empty (MLproject type path)",
+        "parameter 'model' of entry point 'main' must not be empty (MLproject type uri)",
+    ]
+    [problem] = check_parameters(sample, "main", {"alpha": 1, "model": "just-a-name"})
+    assert (
+        problem
+        == "parameter 'model' of entry point 'main': Expected URI for parameter model but got just-a-name"
+    )
+
+
+def test_every_problem_is_reported_at_once(sample: ResolvedProject) -> None:
+    problems = check_parameters(sample, "main", {"ratio": "x", "bogus": 1})
+    assert len(problems) == 3  # unknown 'bogus', bad 'ratio', missing 'alpha'
