@@ -47,9 +47,10 @@ def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: 
         PROJECT_BUILD_IMAGE: False,
         PROJECT_DOCKER_AUTH: None,
     }
-    if env_manager == "local":
-        # `python` in an entry point must be the worker's interpreter, which has this package and MLflow.
-        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    # With env_manager local, `python` in an entry point must be the worker's interpreter (it has this package
+    # and MLflow); for uv and virtualenv, MLflow finds those tools beside it.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ.setdefault("MLFLOW_ENV_ROOT", str(cache_dir / "envs"))  # built once, reused by every task
     experiment_id = tracking.get_run(child).info.experiment_id
     log.info(
         "running %s entry point %r with %s (env manager: %s)",
