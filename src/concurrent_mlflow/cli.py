@@ -231,9 +231,8 @@ def runs_show(obj: _Context, run_id: str) -> None:
     from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
 
     tracking = Tracking(obj.tracking_uri())
-    parent = next(
-        (p for p in tracking.find_parents(1000) if p.data.tags.get(f"{TAG_PREFIX}run_id") == run_id), None
-    )
+    found = tracking.find_parents(1, run_id=run_id)
+    parent = found[0] if found else None
     if parent is None:
         raise ConcurrentError(
             f"No DAG run {run_id!r} in MLflow at {tracking.tracking_uri}; "

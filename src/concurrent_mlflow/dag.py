@@ -55,11 +55,12 @@ class _NodeBase(_Model):
 
 
 class SourceNode(_NodeBase):
-    """A data location whose files feed downstream nodes: a local dir or an fsspec URL."""
+    """A data location whose files feed downstream nodes: a local dir, an fsspec URL or MLflow artifacts."""
 
     kind: Literal["source"] = "source"
     uri: str = Field(
-        description="Local path (relative to the DAG file) or an fsspec URL: s3://..., gs://..., ..."
+        description="Local path (relative to the DAG file), an fsspec URL (s3://, gs://, ...), runs:/<id>/path "
+        "or models:/name/version."
     )
     pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
 

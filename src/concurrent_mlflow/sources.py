@@ -37,7 +37,7 @@ from concurrent_mlflow.manifest import InputItem
 
 log = logging.getLogger(__name__)
 
-MLFLOW_SCHEMES = ("runs:/", "mlflow-artifacts:/")
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 _TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 _DRIVE = re.compile(r"[A-Za-z]:")
 _SEPARATORS = re.compile(r"[/\\]")
@@ -118,13 +118,11 @@ def list_source(
     the time window keeps files with `modified_after <= mtime < modified_before` (naive datetimes are UTC).
     A location with no files at all is an error; filters that leave nothing return an empty list.
     """
-    if uri.startswith(MLFLOW_SCHEMES):
-        raise SourceError(
-            f"Source {uri!r} is an MLflow artifact URI; listing those as a source is not supported. "
-            "Use a local path, file:// or an fsspec URL (s3://, gs://, ...)."
-        )
     window = _window(uri, modified_after, modified_before)
-    found = _list_local(uri, base_dir) if _is_local(uri) else _list_fsspec(uri)
+    if uri.startswith(MLFLOW_SCHEMES):
+        found = _list_mlflow(uri)
+    else:
+        found = _list_local(uri, base_dir) if _is_local(uri) else _list_fsspec(uri)
     if not found:
         raise SourceError(f"Source {uri!r} does not exist or is empty: no files found under it.")
     matches = _matcher(pattern)
@@ -239,6 +237,31 @@ def _list_fsspec(uri: str) -> list[_Found]:
         for name, info in infos.items()
         if info.get("type", "file") == "file" and not name.endswith("/")  # "dir/" keys are folder markers
     ]
+
+
+def _list_mlflow(uri: str) -> list[_Found]:
+    """Every file under an MLflow artifact URI (`runs:/<id>/path`, `models:/name/1`), walked breadth-first."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    found: list[_Found] = []
+    pending = [""]
+    root = uri.rstrip("/")
+    while pending:
+        prefix = pending.pop()
+        try:
+            entries = mlflow.artifacts.list_artifacts(artifact_uri=f"{root}/{prefix}" if prefix else root)
+        except MlflowException as exc:
+            raise SourceError(f"Cannot list source {uri!r}: {exc.message}") from exc
+        for entry in entries:
+            relpath = (
+                f"{prefix}/{posixpath.basename(entry.path)}" if prefix else posixpath.basename(entry.path)
+            )
+            if entry.is_dir:
+                pending.append(relpath)
+            else:
+                found.append(_Found(f"{root}/{relpath}", relpath, int(entry.file_size or 0), None))
+    return found
 
 
 def _remote_entry(fs: Any, uri: str, root: str, name: str, info: dict[str, Any]) -> _Found:

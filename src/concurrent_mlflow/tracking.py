@@ -71,12 +71,15 @@ class Tracking:
         self.log_text(parent, dag_yaml, "dag.yaml")
         return parent
 
-    def find_parents(self, max_results: int = 50) -> list[Any]:
+    def find_parents(self, max_results: int = 50, run_id: str | None = None) -> list[Any]:
+        """DAG runs (parent runs), newest first, across experiments; one run if `run_id` is given."""
         experiments = self._call("list experiments", lambda: self.client.search_experiments())
         ids = [e.experiment_id for e in experiments]
         if not ids:
             return []
         query = f"tags.`{TAG_PREFIX}kind` = 'dag-run'"
+        if run_id is not None:
+            query += f" and tags.`{TAG_PREFIX}run_id` = '{run_id.replace(chr(39), '')}'"
         return list(
             self._call(
                 "search runs",
@@ -124,14 +127,13 @@ class Tracking:
             lambda: self.client.create_run(experiment_id, tags=tags),
         )
         child = str(run.info.run_id)
-        batch = [Param(k[:250], str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
-        if batch:
-            self._call("log task params", lambda: self._log_batch(child, batch, []))
+        self.log_params(child, params)
         return child
 
-    def set_tags(self, mlflow_run_id: str, tags: Mapping[str, str]) -> None:
-        batch = [RunTag(k, v) for k, v in tags.items()]
-        self._call("set tags", lambda: self._log_batch(mlflow_run_id, [], batch))
+    def log_params(self, mlflow_run_id: str, params: Mapping[str, str]) -> None:
+        batch = [Param(k[:250], str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
+        if batch:
+            self._call("log params", lambda: self._log_batch(mlflow_run_id, batch, []))
 
     def terminate(self, mlflow_run_id: str, status: str) -> None:
         """Set a run's final status (FINISHED, FAILED, KILLED) unless it already has one."""

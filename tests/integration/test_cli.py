@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,17 @@ edges:
     log_files = list((tracking_env / "logs").rglob("00001-1.log"))
     assert len(log_files) == 1 and "failing on purpose" in log_files[0].read_text()
     assert "concurrent run retry" in result.stderr
+
+    run_id = re.search(r"Run (\w+) of DAG 'cli-fail'", result.stdout).group(1)  # type: ignore[union-attr]
+    listing = concurrent("runs", "list", cwd=tmp_path)
+    assert run_id in listing.stdout and "cli-fail" in listing.stdout and "FAILED" in listing.stdout
+    shown = concurrent("runs", "show", run_id, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if " step " in line)
+    cells = [cell.strip() for cell in row.split("│")[1:6]]
+    assert cells == ["step", "2", "1", "0", "1"]  # node, partitions, FINISHED, RUNNING, FAILED
+    missing = concurrent("runs", "show", "nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "No DAG run 'nope'" in missing.stderr
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tracking_env: Path, tmp_path: Path) -> None:

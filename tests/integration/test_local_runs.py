@@ -101,6 +101,7 @@ nodes:
         )
         combos.add((params["alpha"], params["beta"]))
         assert child.data.metrics["score"] == pytest.approx(params["alpha"] * 10)
+        assert float(child.data.params["alpha"]) == params["alpha"]  # the combination is logged as params
     assert combos == {(a, b) for a in (0.1, 0.5, 2.0) for b in ("x", "y")}
 
 

@@ -119,6 +119,18 @@ def run_with_artifacts(mlflow_server: MlflowServer, tmp_path: Path, monkeypatch:
     return str(run.info.run_id)
 
 
+def test_list_a_runs_artifacts_as_a_source_and_fetch_them(run_with_artifacts: str, tmp_path: Path) -> None:
+    items = list_source(f"runs:/{run_with_artifacts}/outputs", base_dir=tmp_path)
+    assert [(i.uri, i.relpath, i.size) for i in items] == [
+        (f"runs:/{run_with_artifacts}/outputs/deep/part 1.csv", "deep/part 1.csv", 3),
+        (f"runs:/{run_with_artifacts}/outputs/top.txt", "top.txt", 3),
+    ]
+    paths = fetch(items, tmp_path / "in")
+    assert [p.read_text() for p in paths] == ["one", "top"]
+    with pytest.raises(SourceError, match="Cannot list source 'runs:/0123456789abcdef/outputs'"):
+        list_source("runs:/0123456789abcdef/outputs", base_dir=tmp_path)
+
+
 def test_fetch_mlflow_artifacts_by_run_and_by_artifact_uri(
     run_with_artifacts: str, mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:

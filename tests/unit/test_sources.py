@@ -262,9 +262,7 @@ def test_fetch_names_the_item_that_failed_and_why(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, FileNotFoundError)
 
 
-def test_mlflow_uris_cannot_be_listed_and_unknown_schemes_are_named(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match=r"'runs:/abc/out' is an MLflow artifact URI; listing those"):
-        list_source("runs:/abc/out", base_dir=tmp_path)
+def test_unknown_schemes_are_named(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"Cannot open 'nope://b/x': Protocol not known: nope"):
         list_source("nope://b/x", base_dir=tmp_path)
 

@@ -213,8 +213,9 @@ class Engine:
 
     def _plan_ready(self, run_id: str) -> None:
         dag, run = self._dag(run_id), self._run(run_id)
-        states = {s.node_id: s.state for s in self._stages(run_id)}
-        partitions = {s.node_id: s.partitions or 0 for s in self._stages(run_id)}
+        stages = self._stages(run_id)
+        states = {s.node_id: s.state for s in stages}
+        partitions = {s.node_id: s.partitions or 0 for s in stages}
         for node_id, state in states.items():
             if state != S.PENDING:
                 continue

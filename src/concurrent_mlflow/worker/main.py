@@ -62,6 +62,7 @@ def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: 
         manifest.input_bytes(),
     )
     (scratch / "manifest.json").write_text(manifest.dumps(), encoding="utf-8")
+    tracking.log_params(child, {**spec.get("parameters", {}), **manifest.parameters})
     os.environ.update(
         {
             task.ENV_INPUT_DIR: str(input_dir),
