@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ def main(ctx: click.Context, home: Path | None) -> None:
     first use and left running (see `concurrent mlflow`).
     """
     ctx.obj = _Context(Paths(home.expanduser()) if home else Paths.from_env())
+    # We print one MLflow link per DAG run ourselves; MLflow would print one per task.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class _RunGroup(click.Group):
@@ -339,12 +342,15 @@ def demo(obj: _Context, files: int, partitions: int, workdir: Path | None) -> No
 
     ingest (by day directory) -> preprocess (fanned out) -> batch inference (one-to-one) -> report (fan-in).
     """
-    from concurrent_mlflow.demo.runner import prepare_demo
+    from concurrent_mlflow.demo.runner import prepare_demo, read_report
 
     dag_file = prepare_demo(
         workdir or obj.paths.home / "demo", obj.tracking_uri(), files, partitions, console
     )
-    _start_run(obj, dag_file, [], None, progress=True)
+    run_id = _start_run(obj, dag_file, [], None, progress=True)
+    report = read_report(obj.tracking_uri(), run_id)
+    if report:
+        console.print(report)
     console.print(
         f"The DAG and its projects are in {dag_file.parent}; change them and run "
         f"`concurrent run {dag_file}`. The report is the `report` node's outputs/report.md in MLflow."

@@ -59,8 +59,8 @@ class SourceNode(_NodeBase):
 
     kind: Literal["source"] = "source"
     uri: str = Field(
-        description="Local path (relative to the DAG file), an fsspec URL (s3://, gs://, ...), runs:/<id>/path "
-        "or models:/name/version."
+        description="Local path (relative to the DAG file), an fsspec URL (s3://, gs://, ...), "
+        "runs:/<id>/path or models:/name/version."
     )
     pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
 

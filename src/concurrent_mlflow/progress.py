@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Task as BarTask
+from rich.text import Text
 
 from concurrent_mlflow.store import Store, TaskState
 from concurrent_mlflow.store.queries import run_view
@@ -19,7 +21,7 @@ class RunProgress:
         self.progress = Progress(
             TextColumn("[bold]{task.description:<16}"),
             BarColumn(bar_width=32),
-            TextColumn("{task.completed:>5.0f}/{task.total:<5.0f}"),
+            _CountColumn(),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             console=console,
@@ -41,24 +43,30 @@ class RunProgress:
         if view is None:
             return
         for stage in view.stages:
-            total = stage.partitions if stage.partitions is not None else 0
-            done = stage.count(S.SUCCEEDED)
-            detail = _detail(
-                stage.state,
-                stage.count(S.RUNNING) + stage.count(S.QUEUED),
-                stage.count(S.FAILED),
-                stage.count(S.PENDING),
-            )
+            total, done = _bar(stage.state, stage.partitions, stage.count(S.SUCCEEDED))
+            running = stage.count(S.RUNNING) + stage.count(S.QUEUED)
+            detail = _detail(stage.state, running, stage.count(S.FAILED), stage.count(S.PENDING))
             if stage.node_id not in self._bars:
-                self._bars[stage.node_id] = self.progress.add_task(
-                    stage.node_id, total=total or None, detail=detail
-                )
-            self.progress.update(
-                self._bars[stage.node_id],
-                total=total or 1 if stage.partitions is not None else None,
-                completed=done if total else (1 if stage.state == S.SUCCEEDED else 0),
-                detail=detail,
-            )
+                self._bars[stage.node_id] = self.progress.add_task(stage.node_id, total=total, detail=detail)
+            self.progress.update(self._bars[stage.node_id], total=total, completed=done, detail=detail)
+
+
+def _bar(state: str, partitions: int | None, succeeded: int) -> tuple[int | None, int]:
+    """(total, completed) of a stage's bar: unknown until planned; a source stage counts as one unit."""
+    if partitions is None:
+        return None, 0
+    if partitions == 0:
+        return 1, int(state == S.SUCCEEDED)
+    return partitions, succeeded
+
+
+class _CountColumn(ProgressColumn):
+    """`done/total` partitions; `-` while a stage is not planned yet (its total is unknown)."""
+
+    def render(self, task: BarTask) -> Text:
+        if task.total is None:
+            return Text("    -      ")
+        return Text(f"{task.completed:>5.0f}/{task.total:<5.0f}")
 
 
 def _detail(state: str, running: int, failed: int, pending: int) -> str:

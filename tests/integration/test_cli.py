@@ -50,11 +50,12 @@ edges:
   - {from: raw, to: step, input: text}
 """,
     )
-    result = concurrent("run", str(dag), "-P", "step.fail_on_partition=1", "--no-progress", cwd=tmp_path)
+    result = concurrent("run", str(dag), "-P", "step.fail_on_partition=1", cwd=tmp_path)
 
     assert result.returncode == 1, result.stderr
     assert f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}/#/experiments/" in result.stdout
     assert "Failed partitions" in result.stderr
+    assert "1/2" in result.stdout and "1 failed" in result.stdout  # the final progress display
     assert "step" in result.stderr and "exit code 1" in result.stderr
     log_files = list((tracking_env / "logs").rglob("00001-1.log"))
     assert len(log_files) == 1 and "failing on purpose" in log_files[0].read_text()
@@ -147,3 +148,30 @@ edges:
     assert client.get_run(parent_id).info.status == "KILLED"
     leftover = subprocess.run(["pgrep", "-f", "transform.py"], capture_output=True, text=True).stdout.split()
     assert leftover == [], "no task process may outlive the cancel"
+
+
+def test_demo_runs_the_bundled_dag_end_to_end(tracking_env: Path, tmp_path: Path) -> None:
+    result = concurrent(
+        "demo",
+        "--files",
+        "60",
+        "--partitions",
+        "2",
+        "--dir",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "succeeded" in result.stdout
+    assert "files scored: 60" in result.stdout
+    assert "rows scored:" in result.stdout
+    assert "🏃 View run" not in result.stdout  # one link per DAG run, not one per task
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("sensor-demo")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'dag-run'")
+    assert parent.info.status == "FINISHED"
+    tasks = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'task'")
+    nodes = sorted(r.data.tags["concurrent.node"] for r in tasks)
+    assert nodes == ["ingest", "ingest", "preprocess", "preprocess", "report", "score", "score"]

@@ -81,3 +81,17 @@ def train_and_register(tracking_uri: str) -> str:
             model, name="model", input_example=features.head(3), registered_model_name=MODEL_NAME
         )
     return str(info.registered_model_version)
+
+
+def read_report(tracking_uri: str, run_id: str) -> str | None:
+    """The report node's report.md of a finished demo run, read back from MLflow."""
+    from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
+
+    tracking = Tracking(tracking_uri)
+    parents = tracking.find_parents(1, run_id=run_id)
+    if not parents:
+        return None
+    for child in tracking.children(parents[0]):
+        if child.data.tags.get(f"{TAG_PREFIX}node") == "report" and child.info.status == "FINISHED":
+            return tracking.read_text(child.info.run_id, "outputs/report.md")
+    return None

@@ -81,6 +81,9 @@ class Engine:
         except KeyboardInterrupt:
             self.cancel(run_id, "cancelled by the user (Ctrl-C)")
             raise
+        except Exception as exc:  # never leave tasks running behind a dead engine
+            self.cancel(run_id, f"cancelled: the engine stopped on an error: {exc}")
+            raise
         finally:
             if on_tick:
                 on_tick()
