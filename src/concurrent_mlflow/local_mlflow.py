@@ -57,12 +57,18 @@ def stop_server(root: Path) -> bool:
     return True
 
 
-def _start(root: Path) -> str:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    artifacts = root / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    argv = [
+def server_command(root: Path, port: int, *, proxy_artifacts: bool, workers: int = 1) -> list[str]:
+    """`mlflow server` on loopback with a SQLite backend under `root`.
+
+    proxy_artifacts=False: clients write artifacts straight into root/artifacts (fast, same machine only);
+    True: artifacts go through the server (`mlflow-artifacts:/`), as with a remote tracking server.
+    """
+    artifacts = (
+        ["--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
+        if proxy_artifacts
+        else ["--default-artifact-root", str(root / "artifacts"), "--no-serve-artifacts"]
+    )
+    return [
         sys.executable,
         "-m",
         "mlflow",
@@ -72,13 +78,19 @@ def _start(root: Path) -> str:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--backend-store-uri",
         f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(artifacts),
-        "--no-serve-artifacts",
+        *artifacts,
     ]
+
+
+def _start(root: Path) -> str:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    artifacts = root / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    argv = server_command(root, port, proxy_artifacts=False)
     with (root / "server.log").open("ab") as log:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
