@@ -82,6 +82,14 @@ class _RunGroup(click.Group):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("concurrent run", "DAG.yaml [-P NODE.PARAM=VALUE]... | retry RUN_ID")
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        start = self.commands["start"]
+        options = [p for p in start.get_params(ctx) if isinstance(p, click.Option) and p.name != "help"]
+        records = [r for p in options if (r := p.get_help_record(ctx)) is not None]
+        with formatter.section("Options of `concurrent run DAG.yaml`"):
+            formatter.write_dl(records)
+        super().format_options(ctx, formatter)
+
 
 @main.group(cls=_RunGroup)
 def run() -> None:

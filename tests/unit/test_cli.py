@@ -1,0 +1,49 @@
+"""The CLI's help and its offline commands, through Click's runner (no MLflow needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from concurrent_mlflow.cli import main
+
+
+def test_run_help_shows_the_options_of_running_a_dag() -> None:
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "Usage: concurrent run DAG.yaml [-P NODE.PARAM=VALUE]... | retry RUN_ID" in result.output
+    for option in ("-P, --param NODE.PARAM=VALUE", "--max-parallel", "--progress / --no-progress", "retry"):
+        assert option in result.output
+
+
+def test_dag_schema_prints_the_shipped_schema() -> None:
+    result = CliRunner().invoke(main, ["dag", "schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["title"] == "Concurrent for MLflow DAG"
+
+
+def test_dag_validate_without_projects_reports_the_cycle(tmp_path: Path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("""
+name: loop
+nodes:
+  - {id: a, kind: project, project: p}
+  - {id: b, kind: project, project: p}
+edges:
+  - {from: a, to: b, input: x}
+  - {from: b, to: a, input: y}
+""")
+    result = CliRunner().invoke(main, ["dag", "validate", "--no-projects", str(dag)])
+    assert result.exit_code == 1
+    assert "the graph has a cycle: a -> b -> a" in result.output
+
+
+def test_bad_override_is_a_clean_error_not_a_traceback(tmp_path: Path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("name: d\nnodes:\n  - {id: a, kind: project, project: p}\n")
+    result = CliRunner().invoke(main, ["run", str(dag), "-P", "nodot=1"])
+    assert result.exit_code == 1
+    assert "expected NODE.PARAM=VALUE" in result.output
+    assert "Traceback" not in result.output
