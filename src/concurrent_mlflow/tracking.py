@@ -136,13 +136,15 @@ class Tracking:
             self._call("log params", lambda: self._log_batch(mlflow_run_id, batch, []))
 
     def terminate(self, mlflow_run_id: str, status: str) -> None:
-        """Set a run's final status (FINISHED, FAILED, KILLED) unless it already has one."""
+        """Set a run's final status. FINISHED only closes an open run; FAILED and KILLED also overrule a
+        FINISHED that user code set itself (`with mlflow.start_run()` ends the run before our outputs)."""
 
-        def set_if_open() -> None:
-            if self.client.get_run(mlflow_run_id).info.status in ("RUNNING", "SCHEDULED"):
+        def settle() -> None:
+            current = self.client.get_run(mlflow_run_id).info.status
+            if current in ("RUNNING", "SCHEDULED") or (status != "FINISHED" and current == "FINISHED"):
                 self.client.set_terminated(mlflow_run_id, status)
 
-        self._call(f"end run {mlflow_run_id}", set_if_open)
+        self._call(f"end run {mlflow_run_id}", settle)
 
     def reopen(self, mlflow_run_id: str) -> None:
         self._call(

@@ -284,6 +284,7 @@ def test_an_output_name_mlflow_cannot_store_fails_the_task_with_the_name(
     done = run_dag(HOSTILE)
     assert done.state == "failed"
     (child,) = done.children("copy")
+    assert child.info.status == "FAILED"  # although the entry point itself ended its MLflow run FINISHED
     log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / "log")
     assert "Output file 'text/line\\nbreak.txt.out' has a control character in its name" in log
 
