@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+import mlflow.artifacts
 from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -135,13 +136,14 @@ class Tracking:
         if batch:
             self._call("log params", lambda: self._log_batch(mlflow_run_id, batch, []))
 
-    def terminate(self, mlflow_run_id: str, status: str) -> None:
+    def terminate(self, mlflow_run_id: str, status: str, current: str | None = None) -> None:
         """Set a run's final status. FINISHED only closes an open run; FAILED and KILLED also overrule a
-        FINISHED that user code set itself (`with mlflow.start_run()` ends the run before our outputs)."""
+        FINISHED that user code set itself (`with mlflow.start_run()` ends the run before our outputs).
+        `current`, when the caller just read it, saves a round trip."""
 
         def settle() -> None:
-            current = self.client.get_run(mlflow_run_id).info.status
-            if current in ("RUNNING", "SCHEDULED") or (status != "FINISHED" and current == "FINISHED"):
+            now = current or self.client.get_run(mlflow_run_id).info.status
+            if now in ("RUNNING", "SCHEDULED") or (status != "FINISHED" and now == "FINISHED"):
                 self.client.set_terminated(mlflow_run_id, status)
 
         self._call(f"end run {mlflow_run_id}", settle)
@@ -171,12 +173,9 @@ class Tracking:
         )
 
     def read_text(self, mlflow_run_id: str, artifact_file: str) -> str:
-        def download() -> str:
-            with tempfile.TemporaryDirectory(prefix="concurrent-") as tmp:
-                path = self.client.download_artifacts(mlflow_run_id, artifact_file, tmp)
-                return Path(path).read_text(encoding="utf-8")
-
-        return self._call(f"read {artifact_file} of run {mlflow_run_id}", download)
+        return self._read_uri(
+            f"runs:/{mlflow_run_id}/{artifact_file}", f"read {artifact_file} of run {mlflow_run_id}"
+        )
 
     def log_plan(
         self, parent: str, node_id: str, spec: Mapping[str, Any], manifests: Sequence[Manifest]
@@ -197,8 +196,11 @@ class Tracking:
 
     def read_outputs(self, child_run_id: str, origin: int) -> list[InputItem]:
         """The files a finished task logged, as items downstream tasks can fetch."""
-        index = json.loads(self.read_text(child_run_id, OUTPUT_INDEX))
-        base = self._artifact_base(child_run_id)
+        artifact_uri = str(self.get_run(child_run_id).info.artifact_uri)
+        index = json.loads(
+            self._read_uri(f"{artifact_uri}/{OUTPUT_INDEX}", f"read {OUTPUT_INDEX} of {child_run_id}")
+        )
+        base = _fetchable_base(artifact_uri, child_run_id)
         return [
             InputItem(
                 uri=f"{base}/{OUTPUTS_DIR}/{entry['relpath']}",
@@ -210,15 +212,15 @@ class Tracking:
             for entry in index["files"]
         ]
 
-    def _artifact_base(self, mlflow_run_id: str) -> str:
-        """Where a run's artifacts can be fetched from directly: a local path for file stores, else runs:/."""
-        artifact_uri = str(self.get_run(mlflow_run_id).info.artifact_uri)
-        parsed = urlparse(artifact_uri)
-        if parsed.scheme in ("", "file"):
-            return unquote(parsed.path) if parsed.scheme else artifact_uri
-        if parsed.scheme in ("s3", "gs", "gcs", "abfss", "hdfs"):
-            return artifact_uri
-        return f"runs:/{mlflow_run_id}"
+    def _read_uri(self, artifact_uri: str, what: str) -> str:
+        def download() -> str:
+            with tempfile.TemporaryDirectory(prefix="concurrent-") as tmp:
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+                return Path(path).read_text(encoding="utf-8")
+
+        return self._call(what, download)
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def _log_batch(self, mlflow_run_id: str, params: list[Param], tags: list[RunTag]) -> None:
@@ -243,3 +245,13 @@ class Tracking:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+def _fetchable_base(artifact_uri: str, mlflow_run_id: str) -> str:
+    """Where a run's artifacts can be fetched from directly: a local path for file stores, else runs:/."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme in ("", "file"):
+        return unquote(parsed.path) if parsed.scheme else artifact_uri
+    if parsed.scheme in ("s3", "gs", "gcs", "abfss", "hdfs"):
+        return artifact_uri
+    return f"runs:/{mlflow_run_id}"

@@ -28,7 +28,7 @@ from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.store import AttemptRow, RunRow, StageRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
-from concurrent_mlflow.store.states import TERMINAL
+from concurrent_mlflow.store.states import ACTIVE, TERMINAL
 from concurrent_mlflow.tracking import Tracking
 
 log = logging.getLogger("concurrent.engine")
@@ -136,12 +136,12 @@ class Engine:
     def _finish(self, task: TaskRow, attempt: AttemptRow, seen: Observation) -> None:
         child_status = self.tracking.status(attempt.mlflow_run_id)
         if seen.exit_code == 0 and child_status == "FINISHED":
-            self._end_attempt(task, attempt, S.SUCCEEDED, 0, None, "FINISHED")
+            self._end_attempt(task, attempt, S.SUCCEEDED, 0, None, "FINISHED", child_status)
         elif seen.phase == "lost" and child_status == "FINISHED":
-            self._end_attempt(task, attempt, S.SUCCEEDED, None, None, "FINISHED")
+            self._end_attempt(task, attempt, S.SUCCEEDED, None, None, "FINISHED", child_status)
         else:
             detail = seen.detail or f"the worker exited 0 but its MLflow run is {child_status}"
-            self._end_attempt(task, attempt, S.FAILED, seen.exit_code, detail, "FAILED")
+            self._end_attempt(task, attempt, S.FAILED, seen.exit_code, detail, "FAILED", child_status)
 
     def _end_attempt(
         self,
@@ -151,9 +151,10 @@ class Engine:
         exit_code: int | None,
         error: str | None,
         mlflow_status: str,
+        current_status: str | None = None,
     ) -> None:
         self._save_log(attempt)
-        self.tracking.terminate(attempt.mlflow_run_id, mlflow_status)
+        self.tracking.terminate(attempt.mlflow_run_id, mlflow_status, current=current_status)
         retry_in = self._retry_delay(task) if state == S.FAILED else None
         if error and retry_in is not None:
             log.info(
@@ -289,7 +290,7 @@ class Engine:
             if node is None:
                 continue
             limit = dag.parallelism(node) or len(stage.tasks)
-            active = sum(1 for t in stage.tasks if t.state in (S.QUEUED, S.RUNNING))
+            active = sum(1 for t in stage.tasks if t.state in ACTIVE)
             now = utcnow()
             for task in stage.tasks:
                 if free <= 0 or active >= limit:
@@ -374,7 +375,7 @@ class Engine:
                 .join(
                     AttemptRow, (AttemptRow.task_id == TaskRow.id) & (AttemptRow.number == TaskRow.attempts)
                 )
-                .where(TaskRow.run_id == run_id, TaskRow.state.in_([S.QUEUED, S.RUNNING]))
+                .where(TaskRow.run_id == run_id, TaskRow.state.in_(ACTIVE))
             ).all()
             return [(t, a) for t, a in rows]
 
@@ -384,7 +385,7 @@ class Engine:
                 session.scalar(
                     select(func.count())
                     .select_from(TaskRow)
-                    .where(TaskRow.run_id == run_id, TaskRow.state.in_([S.QUEUED, S.RUNNING]))
+                    .where(TaskRow.run_id == run_id, TaskRow.state.in_(ACTIVE))
                 )
                 or 0
             )

@@ -77,8 +77,3 @@ def failed_attempts(store: Store, run_id: str) -> list[FailedAttempt]:
             FailedAttempt(t.node_id, t.partition, a.number, a.error, a.log_path, a.mlflow_run_id)
             for t, a in rows
         ]
-
-
-def latest_runs(store: Store, limit: int = 20) -> list[RunRow]:
-    with store.transaction() as session:
-        return list(session.scalars(select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -180,7 +180,3 @@ def _stage(session: Any, run_id: str, node_id: str) -> StageRow:
         select(StageRow).where(StageRow.run_id == run_id, StageRow.node_id == node_id)
     ).scalar_one()
     return stage
-
-
-def now() -> datetime:
-    return utcnow()
