@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.git_server",
     "tests.fixtures.s3_server",
+    "tests.fixtures.postgres",
 ]

@@ -8,7 +8,12 @@ ConcurrentError                 base: a message that says what was wrong, where,
 ├── PartitionError              a partitioner was misconfigured or returned a bad split
 ├── ExecutorError               an executor could not submit, observe or cancel a task
 ├── TrackingError               the MLflow tracking server refused or could not be reached
-└── RunNotFoundError            a DAG run id is unknown to the store
+├── NotFoundError               something named does not exist
+│   ├── RunNotFoundError        a DAG run id is unknown to the store
+│   └── DagNotFoundError        no stored DAG (or version) by that name
+├── ConflictError               the request clashes with what is stored (a name taken, a run still going)
+├── AuthenticationError         no valid bearer token
+└── PermissionDeniedError       the token's user lacks the role the action needs
 """
 
 from __future__ import annotations
@@ -62,5 +67,25 @@ class TrackingError(ConcurrentError):
     pass
 
 
-class RunNotFoundError(ConcurrentError):
+class NotFoundError(ConcurrentError):
+    pass
+
+
+class RunNotFoundError(NotFoundError):
+    pass
+
+
+class DagNotFoundError(NotFoundError):
+    pass
+
+
+class ConflictError(ConcurrentError):
+    pass
+
+
+class AuthenticationError(ConcurrentError):
+    pass
+
+
+class PermissionDeniedError(ConcurrentError):
     pass

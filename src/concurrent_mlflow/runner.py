@@ -12,7 +12,7 @@ from concurrent_mlflow.tracking import Tracking
 
 
 def open_engine(paths: Paths, tracking_uri: str, max_parallel: int | None = None) -> tuple[Engine, Store]:
-    store = open_store(paths.store)
+    store = open_store(paths.store_url)
     settings = EngineSettings(cache_dir=paths.cache, max_parallel=max_parallel or os.cpu_count() or 1)
     executor = LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
     return Engine(store, Tracking(tracking_uri), executor, settings), store

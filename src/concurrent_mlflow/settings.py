@@ -20,6 +20,11 @@ class Paths:
         return self.home / "concurrent.db"
 
     @property
+    def store_url(self) -> str:
+        """`CONCURRENT_STORE` (a SQLAlchemy URL: postgresql://...) or SQLite under the data dir."""
+        return os.environ.get("CONCURRENT_STORE") or str(self.store)
+
+    @property
     def cache(self) -> Path:
         return Path(os.environ.get("CONCURRENT_CACHE", self.home / "cache"))
 

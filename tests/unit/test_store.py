@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from concurrent_mlflow.errors import RunNotFoundError
+from concurrent_mlflow.errors import ConflictError, RunNotFoundError
 from concurrent_mlflow.store import TaskRow, TaskState, open_store
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.db import Store
@@ -86,7 +86,7 @@ def test_retry_resets_only_unfinished_work_and_keeps_attempt_numbers(store: Stor
         )
         tx.end_attempt(store, attempt, state=state)
     tx.end_stage(store, run_id, "work", S.FAILED, "1 of 2 failed")
-    with pytest.raises(RunNotFoundError, match="still running"):
+    with pytest.raises(ConflictError, match="still running"):
         tx.reset_for_retry(store, run_id)
     tx.finish_run(store, run_id, S.FAILED, "work failed")
 

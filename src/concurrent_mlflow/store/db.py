@@ -1,4 +1,4 @@
-"""Opening the database: SQLite under the data dir by default, any SQLAlchemy URL otherwise."""
+"""Opening the database: SQLite under the data dir by default, any SQLAlchemy URL otherwise (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from concurrent_mlflow.store.models import Base
+MIGRATIONS = Path(__file__).with_name("migrations")
+PRE_ALEMBIC_REVISION = "0001"  # stores created by 0.1 with `create_all` hold exactly this schema
 
 
 class Store:
@@ -19,6 +22,10 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -31,20 +38,48 @@ class Store:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers (runs show) never block the engine
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (runs show, the API) never block the engine
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
-def open_store(url_or_path: str | Path) -> Store:
-    """Open (and create if new) the store at a SQLAlchemy URL or a SQLite file path."""
+def database_url(url_or_path: str | Path) -> str:
+    """A SQLAlchemy URL; a bare path means a SQLite file. `postgresql://` uses psycopg 3."""
     url = str(url_or_path)
     if "://" not in url:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{url}"
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
+        return f"sqlite:///{url}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_store(url_or_path: str | Path, *, migrate: bool = True) -> Store:
+    """Open the store at a SQLAlchemy URL or a SQLite file path, bringing its schema up to date."""
+    url = database_url(url_or_path)
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if migrate:
+        with engine.begin() as connection:
+            upgrade(connection)
     return Store(engine)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Run pending migrations; a store from before migrations existed is first stamped as revision 0001."""
+    config = alembic_config(connection)
+    tables = set(inspect(connection).get_table_names())
+    if "runs" in tables and "alembic_version" not in tables:
+        command.stamp(config, PRE_ALEMBIC_REVISION)
+    command.upgrade(config, revision)

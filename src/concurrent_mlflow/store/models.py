@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -17,12 +28,32 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
 
+class DagRow(Base):
+    """One saved version of a DAG document; a save never changes an older version."""
+
+    __tablename__ = "dags"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int]
+    yaml: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RunRow(Base):
     """One execution of a DAG with its parameter overrides."""
 
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     dag_name: Mapped[str] = mapped_column(String(100), index=True)
+    dag_version: Mapped[int | None]  # None: started from a file, not a stored DAG
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    window_start: Mapped[datetime | None]  # micro-batch window of a scheduled run
+    window_end: Mapped[datetime | None]
+    cancel_requested: Mapped[str | None] = mapped_column(Text)  # the reason; the engine acts on it
     dag_yaml: Mapped[str] = mapped_column(Text)
     base_dir: Mapped[str] = mapped_column(Text)  # relative paths in the DAG resolve against this
     overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -57,6 +88,7 @@ class TaskRow(Base):
     __table_args__ = (
         UniqueConstraint("stage_id", "partition"),
         Index("ix_tasks_run_state", "run_id", "state"),
+        Index("ix_tasks_state", "state"),  # the global limit counts active tasks of all runs
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -85,10 +117,77 @@ class AttemptRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     executor: Mapped[str] = mapped_column(String(64))
     handle: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    mlflow_run_id: Mapped[str] = mapped_column(String(64))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))  # None until the child run exists
     log_path: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     task: Mapped[TaskRow] = relationship(back_populates="attempt_rows")
+
+
+class ScheduleRow(Base):
+    """A cron schedule that starts runs of a stored DAG (its newest version at each tick)."""
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_name: Mapped[str] = mapped_column(String(100), index=True)
+    cron: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    overlap: Mapped[str] = mapped_column(String(8), default="skip")  # skip | queue
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_fire_at: Mapped[datetime | None]
+    last_fire_at: Mapped[datetime | None]
+    queued_fire_at: Mapped[datetime | None]  # overlap=queue: a tick waiting for the running run to end
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClusterRow(Base):
+    """A place to run tasks: a Kubernetes context and namespace; credentials are stored encrypted."""
+
+    __tablename__ = "clusters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="kubernetes")
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # context, namespace, image: no secrets
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted kubeconfig
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    checked_at: Mapped[datetime | None]
+    reachable: Mapped[bool | None] = mapped_column(Boolean)
+    check_message: Mapped[str | None] = mapped_column(Text)
+
+
+class TokenRow(Base):
+    """An API bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # public prefix of the token
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class GrantRow(Base):
+    """A user's role on one DAG: reader < runner < editor < owner."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("dag_name", "user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_name: Mapped[str] = mapped_column(String(100), index=True)
+    user: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class LeaseRow(Base):
+    """Who drives the engine: the holder renews before `expires_at` or another server takes over."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime]

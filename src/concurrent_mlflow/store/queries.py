@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from concurrent_mlflow.store.db import Store
 from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow
@@ -31,7 +32,7 @@ class FailedAttempt:
     attempt: int
     error: str | None
     log_path: str | None
-    mlflow_run_id: str
+    mlflow_run_id: str | None
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,105 @@ def failed_attempts(store: Store, run_id: str) -> list[FailedAttempt]:
             FailedAttempt(t.node_id, t.partition, a.number, a.error, a.log_path, a.mlflow_run_id)
             for t, a in rows
         ]
+
+
+def list_runs(
+    store: Store,
+    *,
+    dag_names: set[str] | None,
+    dag: str | None,
+    state: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[RunRow], int]:
+    """Runs newest first; `dag_names` limits to the DAGs a caller may read (None: all)."""
+    query = select(RunRow)
+    if dag_names is not None:
+        query = query.where(RunRow.dag_name.in_(dag_names))
+    if dag:
+        query = query.where(RunRow.dag_name == dag)
+    if state:
+        query = query.where(RunRow.state == state)
+    with store.transaction() as session:
+        total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        rows = session.scalars(
+            query.order_by(RunRow.created_at.desc(), RunRow.id).offset(offset).limit(limit)
+        )
+        return list(rows), total
+
+
+@dataclass(frozen=True)
+class TaskView:
+    node: str
+    partition: int
+    state: str
+    attempts: int
+    input_bytes: int
+    error: str | None
+    mlflow_run_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def list_tasks(
+    store: Store, run_id: str, *, node: str | None, state: str | None, offset: int, limit: int
+) -> tuple[list[TaskView], int]:
+    """A run's tasks in node and partition order, with their latest attempt's times."""
+    query = (
+        select(TaskRow, AttemptRow.started_at, AttemptRow.finished_at)
+        .outerjoin(AttemptRow, (AttemptRow.task_id == TaskRow.id) & (AttemptRow.number == TaskRow.attempts))
+        .where(TaskRow.run_id == run_id)
+    )
+    if node:
+        query = query.where(TaskRow.node_id == node)
+    if state:
+        query = query.where(TaskRow.state == state)
+    with store.transaction() as session:
+        total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        rows = session.execute(
+            query.order_by(TaskRow.stage_id, TaskRow.partition).offset(offset).limit(limit)
+        )
+        views = [
+            TaskView(
+                t.node_id,
+                t.partition,
+                t.state,
+                t.attempts - t.retry_base,
+                t.input_bytes,
+                t.error,
+                t.mlflow_run_id,
+                started,
+                finished,
+            )
+            for t, started, finished in rows
+        ]
+        return views, total
+
+
+def find_attempt(
+    store: Store, run_id: str, node: str, partition: int, number: int | None
+) -> AttemptRow | None:
+    """One attempt of a task; its latest when `number` is None."""
+    with store.transaction() as session:
+        task = session.scalars(
+            select(TaskRow).where(
+                TaskRow.run_id == run_id, TaskRow.node_id == node, TaskRow.partition == partition
+            )
+        ).first()
+        if task is None or task.attempts == 0:
+            return None
+        return session.scalars(
+            select(AttemptRow).where(
+                AttemptRow.task_id == task.id, AttemptRow.number == (number or task.attempts)
+            )
+        ).first()
+
+
+def find_attempt_by_id(store: Store, attempt_id: int) -> AttemptRow | None:
+    with store.transaction() as session:
+        return session.get(AttemptRow, attempt_id)
+
+
+def attempt_state(store: Store, attempt_id: int) -> str | None:
+    with store.transaction() as session:
+        return session.scalar(select(AttemptRow.state).where(AttemptRow.id == attempt_id))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 
-from concurrent_mlflow.errors import RunNotFoundError
+from concurrent_mlflow.errors import ConflictError, RunNotFoundError
 from concurrent_mlflow.store.db import Store
 from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow, utcnow
 from concurrent_mlflow.store.states import TERMINAL, TaskState, check_move
@@ -29,13 +29,39 @@ def create_run(
     base_dir: str,
     node_ids: Sequence[str],
     overrides: dict[str, str],
+    dag_version: int | None = None,
+    created_by: str | None = None,
+    schedule_id: int | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> str:
+    """A new run, pending until the engine opens its MLflow parent run."""
     run_id = uuid.uuid4().hex[:12]
     with store.transaction() as session:
-        run = RunRow(id=run_id, dag_name=dag_name, dag_yaml=dag_yaml, base_dir=base_dir, overrides=overrides)
+        run = RunRow(
+            id=run_id,
+            dag_name=dag_name,
+            dag_yaml=dag_yaml,
+            base_dir=base_dir,
+            overrides=overrides,
+            dag_version=dag_version,
+            created_by=created_by,
+            schedule_id=schedule_id,
+            window_start=window[0] if window else None,
+            window_end=window[1] if window else None,
+        )
         session.add(run)
         session.add_all(StageRow(run_id=run_id, node_id=n, state=S.PENDING) for n in node_ids)
     return run_id
+
+
+def request_cancel(store: Store, run_id: str, reason: str) -> bool:
+    """Ask the engine to cancel a run; False if it has already ended."""
+    with store.transaction() as session:
+        run = _run(session, run_id)
+        if run.state in TERMINAL:
+            return False
+        run.cancel_requested = run.cancel_requested or reason
+        return True
 
 
 def attach_mlflow(store: Store, run_id: str, *, mlflow_run_id: str, experiment_id: str) -> None:
@@ -81,6 +107,37 @@ def end_stage(store: Store, run_id: str, node_id: str, state: TaskState, error: 
             )
 
 
+def reserve_attempt(store: Store, task_id: int, *, executor: str) -> int:
+    """Record an attempt before anything exists outside the store, so a restart finds and finishes it.
+
+    The child run and the executor's handle are attached by `attach_child` and `attach_handle`; an attempt
+    missing either after a restart is completed by the engine (found again, or created), never duplicated.
+    """
+    with store.transaction() as session:
+        task = session.get_one(TaskRow, task_id)
+        check_move("task", task_id, task.state, S.QUEUED)
+        task.attempts += 1
+        task.state, task.retry_at = S.QUEUED, None
+        attempt = AttemptRow(
+            task_id=task_id, number=task.attempts, state=S.QUEUED, executor=executor, handle={}
+        )
+        session.add(attempt)
+        session.flush()
+        return attempt.id
+
+
+def attach_child(store: Store, attempt_id: int, mlflow_run_id: str) -> None:
+    with store.transaction() as session:
+        attempt = session.get_one(AttemptRow, attempt_id)
+        attempt.mlflow_run_id = attempt.task.mlflow_run_id = mlflow_run_id
+
+
+def attach_handle(store: Store, attempt_id: int, handle: dict[str, Any], log_path: str | None) -> None:
+    with store.transaction() as session:
+        attempt = session.get_one(AttemptRow, attempt_id)
+        attempt.handle, attempt.log_path = handle, log_path
+
+
 def start_attempt(
     store: Store,
     task_id: int,
@@ -90,24 +147,11 @@ def start_attempt(
     handle: dict[str, Any],
     log_path: str | None,
 ) -> int:
-    """The executor accepted the task: record the attempt and the task's child run together."""
-    with store.transaction() as session:
-        task = session.get_one(TaskRow, task_id)
-        check_move("task", task_id, task.state, S.QUEUED)
-        task.attempts += 1
-        task.state, task.mlflow_run_id, task.retry_at = S.QUEUED, mlflow_run_id, None
-        attempt = AttemptRow(
-            task_id=task_id,
-            number=task.attempts,
-            state=S.QUEUED,
-            executor=executor,
-            handle=handle,
-            mlflow_run_id=mlflow_run_id,
-            log_path=log_path,
-        )
-        session.add(attempt)
-        session.flush()
-        return attempt.id
+    """Reserve, attach the child run and the handle in one go (for callers that already have all three)."""
+    attempt_id = reserve_attempt(store, task_id, executor=executor)
+    attach_child(store, attempt_id, mlflow_run_id)
+    attach_handle(store, attempt_id, handle, log_path)
+    return attempt_id
 
 
 def mark_running(store: Store, attempt_id: int) -> None:
@@ -149,7 +193,7 @@ def reset_for_retry(store: Store, run_id: str) -> int:
     with store.transaction() as session:
         run = _run(session, run_id)
         if run.state not in TERMINAL:
-            raise RunNotFoundError(f"Run {run_id} is still {run.state}; retry it once it has ended.")
+            raise ConflictError(f"Run {run_id} is still {run.state}; retry it once it has ended.")
         reset = session.execute(
             update(TaskRow)
             .where(TaskRow.run_id == run_id, TaskRow.state.in_([S.FAILED, S.CANCELLED, S.SKIPPED]))
