@@ -63,6 +63,11 @@ class SourceNode(_NodeBase):
         "runs:/<id>/path or models:/name/version."
     )
     pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
+    incremental: bool = Field(
+        False,
+        description="In a scheduled run, list only the files modified inside the run's time window "
+        "(micro-batch: each run processes what arrived since the previous successful run).",
+    )
 
 
 class _TaskNode(_NodeBase):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,19 @@ def param_str(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def list_source(node: SourceNode, base_dir: Path) -> list[InputItem]:
-    return sources.list_source(node.uri, base_dir=base_dir, pattern=node.pattern)
+def list_source(
+    node: SourceNode,
+    base_dir: Path,
+    modified_after: datetime | None = None,
+    modified_before: datetime | None = None,
+) -> list[InputItem]:
+    return sources.list_source(
+        node.uri,
+        base_dir=base_dir,
+        pattern=node.pattern,
+        modified_after=modified_after,
+        modified_before=modified_before,
+    )
 
 
 def plan_stage(

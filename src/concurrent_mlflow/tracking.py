@@ -40,6 +40,13 @@ def manifest_path(node_id: str, partition: int) -> str:
     return f"plan/{node_id}/manifests/{partition:06d}.json"
 
 
+def ui_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
+    """The MLflow UI page of a run, when the tracking URI is a server a browser can open."""
+    if not (experiment_id and mlflow_run_id and tracking_uri.startswith(("http://", "https://"))):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}"
+
+
 class Tracking:
     """A thin, typed layer over MlflowClient that turns MLflow failures into TrackingError."""
 
@@ -58,19 +65,31 @@ class Tracking:
     def start_parent(
         self, experiment_id: str, *, run_id: str, dag_name: str, dag_yaml: str, overrides: Mapping[str, str]
     ) -> str:
+        """Create the parent run, or find the one an engine killed mid-way created, and log the DAG."""
+        identity = {f"{TAG_PREFIX}kind": "dag-run", f"{TAG_PREFIX}run_id": run_id}
         tags = {
-            f"{TAG_PREFIX}kind": "dag-run",
-            f"{TAG_PREFIX}run_id": run_id,
+            **identity,
             f"{TAG_PREFIX}dag": dag_name,
             "mlflow.runName": f"{dag_name} {run_id}",
             "mlflow.source.type": "PROJECT",
         }
-        run = self._call("create the parent run", lambda: self.client.create_run(experiment_id, tags=tags))
-        parent = str(run.info.run_id)
+        parent = self.find_run(experiment_id, identity) or str(
+            self._call(
+                "create the parent run", lambda: self.client.create_run(experiment_id, tags=tags)
+            ).info.run_id
+        )
         params = [Param(k[:250], v[:MAX_PARAM_LENGTH]) for k, v in sorted(overrides.items())]
         self._call("log the DAG", lambda: self._log_batch(parent, params, []))
         self.log_text(parent, dag_yaml, "dag.yaml")
         return parent
+
+    def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+        """The run in `experiment_id` carrying all these tags: how a restarted engine finds its runs."""
+        query = " and ".join(f"tags.`{k}` = '{v.replace(chr(39), '')}'" for k, v in tags.items())
+        found = self._call(
+            "search runs", lambda: self.client.search_runs([experiment_id], query, max_results=1)
+        )
+        return str(found[0].info.run_id) if found else None
 
     def find_parents(self, max_results: int = 50, run_id: str | None = None) -> list[Any]:
         """DAG runs (parent runs), newest first, across experiments; one run if `run_id` is given."""
@@ -113,21 +132,27 @@ class Tracking:
         partition: int,
         attempt: int,
         params: Mapping[str, str],
+        recover: bool = False,
     ) -> str:
-        tags = {
-            "mlflow.parentRunId": parent,
-            "mlflow.runName": f"{node_id}-{partition}" + (f"-attempt{attempt}" if attempt > 1 else ""),
-            f"{TAG_PREFIX}kind": "task",
+        """Create the attempt's child run; with `recover`, first look for one an earlier engine created."""
+        identity = {
             f"{TAG_PREFIX}run_id": run_id,
             f"{TAG_PREFIX}node": node_id,
             f"{TAG_PREFIX}partition": str(partition),
             f"{TAG_PREFIX}attempt": str(attempt),
         }
-        run = self._call(
-            f"create the child run of {node_id}[{partition}]",
-            lambda: self.client.create_run(experiment_id, tags=tags),
+        tags = {
+            "mlflow.parentRunId": parent,
+            "mlflow.runName": f"{node_id}-{partition}" + (f"-attempt{attempt}" if attempt > 1 else ""),
+            f"{TAG_PREFIX}kind": "task",
+            **identity,
+        }
+        child = (self.find_run(experiment_id, identity) if recover else None) or str(
+            self._call(
+                f"create the child run of {node_id}[{partition}]",
+                lambda: self.client.create_run(experiment_id, tags=tags),
+            ).info.run_id
         )
-        child = str(run.info.run_id)
         self.log_params(child, params)
         return child
 

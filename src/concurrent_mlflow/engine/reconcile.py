@@ -1,10 +1,12 @@
 """The reconcile loop: compare what the store wants with what the executor sees, and move runs forward.
 
-Each `tick` (1) observes active attempts and ends those that exited, timed out or were lost, (2) closes
-stages whose tasks all ended, (3) plans stages whose upstream stages succeeded and skips those downstream
-of a failure, (4) dispatches pending tasks within the global and per-node limits, and (5) ends the run when
-every stage has ended. Every state change goes through `store.transitions`; nothing is kept only in memory
-that a restarted engine could not rebuild from the store, the executor and MLflow.
+Each `tick` of a run (1) acts on a requested cancel, (2) opens the MLflow parent run of a new run,
+(3) observes active attempts, finishing launches an earlier engine left half-done and ending attempts that
+exited, timed out or were lost, (4) closes stages whose tasks all ended, (5) plans stages whose upstream
+stages succeeded and skips those downstream of a failure, (6) dispatches pending tasks within the global and
+per-node limits, and (7) ends the run when every stage has ended. Every state change goes through
+`store.transitions`, and every step can be repeated after a crash at any point: nothing is kept only in
+memory that a restarted engine could not rebuild from the store, the executor and MLflow.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
+from concurrent_mlflow.engine import reads
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.plan import list_source, plan_stage
-from concurrent_mlflow.store import AttemptRow, RunRow, StageRow, Store, TaskRow, TaskState
+from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.store.states import ACTIVE, TERMINAL
@@ -42,6 +44,33 @@ class EngineSettings:
     poll_interval: float = 0.2
     retry_backoff: float = 1.0  # seconds before the first retry; doubles per attempt
     max_backoff: float = 60.0
+    dispatch_batch: int = 256  # launches per run per pass, so a pass (and the server's lease) stays short
+
+
+def new_run(
+    store: Store,
+    dag: Dag,
+    *,
+    base_dir: Path,
+    overrides: Mapping[str, str],
+    dag_version: int | None = None,
+    created_by: str | None = None,
+    schedule_id: int | None = None,
+    window: tuple[datetime, datetime] | None = None,
+) -> str:
+    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest."""
+    return tx.create_run(
+        store,
+        dag_name=dag.name,
+        dag_yaml=dag.to_yaml(),
+        base_dir=str(base_dir),
+        node_ids=dag.topological_order(),
+        overrides=dict(overrides),
+        dag_version=dag_version,
+        created_by=created_by,
+        schedule_id=schedule_id,
+        window=window,
+    )
 
 
 class Engine:
@@ -53,22 +82,13 @@ class Engine:
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
 
     # -- entry points -----------------------------------------------------------------------------------
+    def create_run(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
+        return new_run(self.store, dag, base_dir=base_dir, overrides=overrides)
+
     def start(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
-        """Record a new run and open its MLflow parent run; the loop does the rest."""
-        dag_yaml = dag.to_yaml()
-        run_id = tx.create_run(
-            self.store,
-            dag_name=dag.name,
-            dag_yaml=dag_yaml,
-            base_dir=str(base_dir),
-            node_ids=dag.topological_order(),
-            overrides=dict(overrides),
-        )
-        experiment_id = self.tracking.experiment_id(dag.experiment or dag.name)
-        parent = self.tracking.start_parent(
-            experiment_id, run_id=run_id, dag_name=dag.name, dag_yaml=dag_yaml, overrides=overrides
-        )
-        tx.attach_mlflow(self.store, run_id, mlflow_run_id=parent, experiment_id=experiment_id)
+        """Record a new run and open its MLflow parent run at once (so its link can be shown)."""
+        run_id = self.create_run(dag, base_dir=base_dir, overrides=overrides)
+        self._open(reads.run(self.store, run_id))
         return run_id
 
     def run_until_done(self, run_id: str, on_tick: Callable[[], None] | None = None) -> str:
@@ -87,24 +107,47 @@ class Engine:
         finally:
             if on_tick:
                 on_tick()
-        return self._run(run_id).state
+        return reads.run(self.store, run_id).state
+
+    def tick_all(self, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """One pass over every open run (the service's loop); returns how many are still open.
+
+        A run whose tick fails (MLflow unreachable, say) is logged and tried again next pass; it never
+        stops the others. `keep_going` is asked before each run (the server renews its lease there).
+        """
+        still_open = 0
+        for run_id in reads.open_run_ids(self.store):
+            if not keep_going():
+                return still_open
+            try:
+                done = self.tick(run_id)
+            except Exception:
+                log.exception("run %s: this reconcile pass failed; trying again", run_id)
+                done = False
+            if done:
+                self._forget(run_id)
+            else:
+                still_open += 1
+        return still_open
 
     def retry(self, run_id: str) -> int:
         """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
         reset = tx.reset_for_retry(self.store, run_id)
-        parent = self._run(run_id).mlflow_run_id
+        parent = reads.run(self.store, run_id).mlflow_run_id
         if parent:
             self.tracking.reopen(parent)
+        self._forget(run_id)
         return reset
 
     def cancel(self, run_id: str, reason: str) -> None:
-        for task, attempt in self._active(run_id):
-            self.executor.cancel(attempt.handle)
+        for task, attempt in reads.active_attempts(self.store, run_id):
+            if attempt.handle:
+                self.executor.cancel(attempt.handle)
             self._end_attempt(task, attempt, S.CANCELLED, None, reason, mlflow_status="KILLED")
-        for stage in self._stages(run_id):
+        for stage in reads.stages(self.store, run_id):
             if stage.state not in TERMINAL:
                 tx.end_stage(self.store, run_id, stage.node_id, S.CANCELLED, reason)
-        run = self._run(run_id)
+        run = reads.run(self.store, run_id)
         if run.state not in TERMINAL:
             tx.finish_run(self.store, run_id, S.CANCELLED, reason)
         if run.mlflow_run_id:
@@ -112,28 +155,49 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def tick(self, run_id: str) -> bool:
-        """One reconcile pass; returns True once the run has ended."""
-        if self._run(run_id).state in TERMINAL:
+        """One reconcile pass over one run; returns True once the run has ended."""
+        run = reads.run(self.store, run_id)
+        if run.state in TERMINAL:
             return True
-        self._observe(run_id)
+        if run.cancel_requested:
+            self.cancel(run_id, run.cancel_requested)
+            return True
+        if run.mlflow_run_id is None:
+            run = self._open(run)
+        self._observe(run)
         self._close_stages(run_id)
-        self._plan_ready(run_id)
-        self._dispatch(run_id)
+        self._plan_ready(run)
+        self._dispatch(run)
         return self._maybe_finish(run_id)
 
-    def _observe(self, run_id: str) -> None:
-        for task, attempt in self._active(run_id):
+    def _open(self, run: RunRow) -> RunRow:
+        """Open (or, after a crash, find) the run's MLflow parent run; the run becomes running."""
+        dag = self._dag(run.id)
+        experiment_id = self.tracking.experiment_id(dag.experiment or dag.name)
+        parent = self.tracking.start_parent(
+            experiment_id, run_id=run.id, dag_name=dag.name, dag_yaml=run.dag_yaml, overrides=run.overrides
+        )
+        tx.attach_mlflow(self.store, run.id, mlflow_run_id=parent, experiment_id=experiment_id)
+        return reads.run(self.store, run.id)
+
+    def _observe(self, run: RunRow) -> None:
+        partitions = {s.node_id: s.partitions or 1 for s in reads.stages(self.store, run.id)}
+        for task, attempt in reads.active_attempts(self.store, run.id):
+            if attempt.mlflow_run_id is None or not attempt.handle:
+                self._launch(run, task, attempt.id, attempt.mlflow_run_id, partitions[task.node_id], True)
+                continue
             seen = self.executor.observe(attempt.handle)
             if seen.phase == "running" and attempt.state == S.QUEUED:
                 tx.mark_running(self.store, attempt.id)
             if seen.phase in ("exited", "lost"):
                 self._finish(task, attempt, seen)
-            elif self._timed_out(run_id, task, attempt):
+            elif self._timed_out(run.id, task, attempt):
                 self.executor.cancel(attempt.handle)
-                timeout = self._dag(run_id).timeout(self._task_node(run_id, task))
+                timeout = self._dag(run.id).timeout(self._task_node(run.id, task))
                 self._end_attempt(task, attempt, S.FAILED, None, f"timed out after {timeout:g}s", "KILLED")
 
     def _finish(self, task: TaskRow, attempt: AttemptRow, seen: Observation) -> None:
+        assert attempt.mlflow_run_id
         child_status = self.tracking.status(attempt.mlflow_run_id)
         if seen.exit_code == 0 and child_status == "FINISHED":
             self._end_attempt(task, attempt, S.SUCCEEDED, 0, None, "FINISHED", child_status)
@@ -153,8 +217,10 @@ class Engine:
         mlflow_status: str,
         current_status: str | None = None,
     ) -> None:
-        self._save_log(attempt)
-        self.tracking.terminate(attempt.mlflow_run_id, mlflow_status, current=current_status)
+        if attempt.mlflow_run_id:
+            if attempt.handle:
+                self._save_log(attempt, attempt.mlflow_run_id)
+            self.tracking.terminate(attempt.mlflow_run_id, mlflow_status, current=current_status)
         retry_in = self._retry_delay(task) if state == S.FAILED else None
         if error and retry_in is not None:
             log.info(
@@ -179,68 +245,57 @@ class Engine:
 
     def _timed_out(self, run_id: str, task: TaskRow, attempt: AttemptRow) -> bool:
         timeout = self._dag(run_id).timeout(self._task_node(run_id, task))
-        started = (
-            attempt.started_at.replace(tzinfo=utcnow().tzinfo)
-            if attempt.started_at.tzinfo is None
-            else attempt.started_at
-        )
-        return timeout is not None and (utcnow() - started).total_seconds() > timeout
+        return timeout is not None and (utcnow() - _aware(attempt.started_at)).total_seconds() > timeout
 
-    def _save_log(self, attempt: AttemptRow) -> None:
+    def _save_log(self, attempt: AttemptRow, child_run: str) -> None:
         """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk)."""
         content = self.executor.read_log(attempt.handle)
         with tempfile.TemporaryDirectory(prefix="concurrent-log-") as tmp:
             path = Path(tmp) / "task.log"
             path.write_bytes(content)
             try:
-                self.tracking.log_file(attempt.mlflow_run_id, path, "logs")
+                self.tracking.log_file(child_run, path, "logs")
             except ConcurrentError as exc:
                 log.warning("could not save the log of attempt %d: %s", attempt.id, exc)
 
     def _close_stages(self, run_id: str) -> None:
-        for stage in self._stages(run_id):
+        counts = reads.task_counts(self.store, run_id)
+        for stage in reads.stages(self.store, run_id):
             if stage.state != S.RUNNING:
                 continue
-            states = [t.state for t in stage.tasks]
-            if any(s not in TERMINAL for s in states):
+            states = counts.get(stage.id, Counter())
+            if any(state not in TERMINAL for state in states):
                 continue
-            failed = [t for t in stage.tasks if t.state != S.SUCCEEDED]
-            if failed:
-                first = failed[0]
-                error = (
-                    f"{len(failed)} of {len(states)} partition(s) failed; "
-                    f"partition {first.partition}: {first.error}"
-                )
+            total = sum(states.values())
+            unsucceeded = total - states[S.SUCCEEDED]
+            first = reads.first_unsucceeded(self.store, stage.id) if unsucceeded else None
+            if first is not None:
+                error = f"{unsucceeded} of {total} partition(s) failed; "
+                error += f"partition {first.partition}: {first.error}"
                 tx.end_stage(self.store, run_id, stage.node_id, S.FAILED, error)
             else:
                 tx.end_stage(self.store, run_id, stage.node_id, S.SUCCEEDED)
 
-    def _plan_ready(self, run_id: str) -> None:
-        dag, run = self._dag(run_id), self._run(run_id)
-        stages = self._stages(run_id)
+    def _plan_ready(self, run: RunRow) -> None:
+        dag = self._dag(run.id)
+        stages = reads.stages(self.store, run.id)
         states = {s.node_id: s.state for s in stages}
         partitions = {s.node_id: s.partitions or 0 for s in stages}
         for node_id, state in states.items():
             if state != S.PENDING:
                 continue
-            upstream = {states[u] for u in dag.upstream(node_id)}
-            if upstream & {S.FAILED, S.SKIPPED, S.CANCELLED}:
-                bad = [u for u in dag.upstream(node_id) if states[u] in (S.FAILED, S.SKIPPED, S.CANCELLED)]
-                tx.end_stage(
-                    self.store,
-                    run_id,
-                    node_id,
-                    S.SKIPPED,
-                    f"skipped: upstream {', '.join(bad)} did not succeed",
-                )
-            elif upstream <= {S.SUCCEEDED}:
+            bad = [u for u in dag.upstream(node_id) if states[u] in (S.FAILED, S.SKIPPED, S.CANCELLED)]
+            if bad:
+                reason = f"skipped: upstream {', '.join(bad)} did not succeed"
+                tx.end_stage(self.store, run.id, node_id, S.SKIPPED, reason)
+            elif all(states[u] == S.SUCCEEDED for u in dag.upstream(node_id)):
                 self._plan(run, dag, node_id, partitions)
 
     def _plan(self, run: RunRow, dag: Dag, node_id: str, partitions: Mapping[str, int]) -> None:
         node = dag.node(node_id)
         try:
             if isinstance(node, SourceNode):
-                self._outputs_of(run.id, node_id)
+                self._outputs_of(run, node_id)
                 tx.plan_stage(self.store, run.id, node_id, [])
                 tx.end_stage(self.store, run.id, node_id, S.SUCCEEDED)
                 return
@@ -249,7 +304,7 @@ class Engine:
                 node_id,
                 base_dir=Path(run.base_dir),
                 cache_dir=self.settings.cache_dir,
-                outputs_of=lambda n: self._outputs_of(run.id, n),
+                outputs_of=lambda n: self._outputs_of(run, n),
                 upstream_partitions=partitions,
             )
             assert run.mlflow_run_id
@@ -261,139 +316,120 @@ class Engine:
             return
         tx.plan_stage(self.store, run.id, node_id, [m.input_bytes() for m in plan.manifests])
 
-    def _outputs_of(self, run_id: str, node_id: str) -> list[InputItem]:
-        key = (run_id, node_id)
+    def _outputs_of(self, run: RunRow, node_id: str) -> list[InputItem]:
+        key = (run.id, node_id)
         if key not in self._outputs:
-            run, node = self._run(run_id), self._dag(run_id).node(node_id)
+            node = self._dag(run.id).node(node_id)
             if isinstance(node, SourceNode):
-                self._outputs[key] = list_source(node, Path(run.base_dir))
+                window = (run.window_start, run.window_end) if node.incremental else (None, None)
+                self._outputs[key] = list_source(node, Path(run.base_dir), *window)
             else:
-                stage = next(s for s in self._stages(run_id) if s.node_id == node_id)
+                stage = next(s for s in reads.stages(self.store, run.id) if s.node_id == node_id)
                 self._outputs[key] = [
                     item
-                    for t in stage.tasks
+                    for t in reads.stage_tasks(self.store, stage.id)
                     if t.mlflow_run_id
                     for item in self.tracking.read_outputs(t.mlflow_run_id, t.partition)
                 ]
         return self._outputs[key]
 
-    def _dispatch(self, run_id: str) -> None:
-        dag, run = self._dag(run_id), self._run(run_id)
-        assert run.mlflow_run_id and run.experiment_id
-        free = self.settings.max_parallel - self._count_active(run_id)
+    def _dispatch(self, run: RunRow) -> None:
+        dag = self._dag(run.id)
+        free = min(self.settings.max_parallel - reads.count_active(self.store), self.settings.dispatch_batch)
         if free <= 0:
             return
-        for stage in self._stages(run_id):
-            if stage.state != S.RUNNING or free <= 0:
+        counts = reads.task_counts(self.store, run.id)
+        now = utcnow()
+        for stage in reads.stages(self.store, run.id):
+            states = counts.get(stage.id)
+            if stage.state != S.RUNNING or not states or free <= 0:
                 continue
-            node = self._task_node(run_id, stage.tasks[0]) if stage.tasks else None
-            if node is None:
-                continue
-            limit = dag.parallelism(node) or len(stage.tasks)
-            active = sum(1 for t in stage.tasks if t.state in ACTIVE)
-            now = utcnow()
-            for task in stage.tasks:
-                if free <= 0 or active >= limit:
-                    break
-                if task.state != S.PENDING or (task.retry_at and _aware(task.retry_at) > now):
-                    continue
-                self._submit(run, task, stage.partitions or 1)
-                free, active = free - 1, active + 1
+            node = dag.node(stage.node_id)
+            assert not isinstance(node, SourceNode)
+            total = sum(states.values())
+            active = sum(n for state, n in states.items() if state in ACTIVE)
+            room = min(free, (dag.parallelism(node) or total) - active)
+            for task in reads.ready_tasks(self.store, stage.id, now, max(room, 0)):
+                attempt_id = tx.reserve_attempt(self.store, task.id, executor=self.executor.name)
+                task.attempts += 1  # as reserve_attempt just stored it: the new attempt's number
+                self._launch(run, task, attempt_id, None, stage.partitions or 1, False)
+                free -= 1
 
-    def _submit(self, run: RunRow, task: TaskRow, partitions: int) -> None:
+    def _launch(
+        self,
+        run: RunRow,
+        task: TaskRow,
+        attempt_id: int,
+        child: str | None,
+        partitions: int,
+        recover: bool,
+    ) -> None:
+        """Create the attempt's child run and start it; after a crash (`recover`), find both first."""
         assert run.mlflow_run_id and run.experiment_id
-        attempt = task.attempts + 1
-        child = self.tracking.create_child(
-            run.experiment_id,
-            run.mlflow_run_id,
-            run_id=run.id,
-            node_id=task.node_id,
-            partition=task.partition,
-            attempt=attempt,
-            params={"partition": str(task.partition), "partitions": str(partitions)},
-        )
+        if child is None:
+            child = self.tracking.create_child(
+                run.experiment_id,
+                run.mlflow_run_id,
+                run_id=run.id,
+                node_id=task.node_id,
+                partition=task.partition,
+                attempt=task.attempts,
+                params={"partition": str(task.partition), "partitions": str(partitions)},
+                recover=recover,
+            )
+            tx.attach_child(self.store, attempt_id, child)
         launch = TaskLaunch(
             run_id=run.id,
             node_id=task.node_id,
             partition=task.partition,
             partitions=partitions,
-            attempt=attempt,
+            attempt=task.attempts,
             parent_run_id=run.mlflow_run_id,
             child_run_id=child,
             tracking_uri=self.tracking.tracking_uri,
-            env={"CONCURRENT_CACHE": str(self.settings.cache_dir)},
+            env=self._task_env(run),
         )
         try:
-            handle, log_path = self.executor.submit(launch)
+            found = self.executor.find(launch) if recover else None
+            handle, log_path = found or self.executor.submit(launch)
         except ConcurrentError as exc:
+            log.error("%s[%d]: could not start: %s", task.node_id, task.partition, exc)
             self.tracking.terminate(child, "FAILED")
-            tx.end_stage(self.store, run.id, task.node_id, S.FAILED, str(exc))
+            retry_in = self._retry_delay(task)
+            tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
             return
-        tx.start_attempt(
-            self.store,
-            task.id,
-            executor=self.executor.name,
-            mlflow_run_id=child,
-            handle=handle,
-            log_path=log_path,
-        )
+        tx.attach_handle(self.store, attempt_id, handle, log_path)
+
+    def _task_env(self, run: RunRow) -> dict[str, str]:
+        env = {"CONCURRENT_CACHE": str(self.settings.cache_dir)}
+        if run.window_start and run.window_end:
+            env["CONCURRENT_WINDOW_START"] = _aware(run.window_start).isoformat()
+            env["CONCURRENT_WINDOW_END"] = _aware(run.window_end).isoformat()
+        return env
 
     def _maybe_finish(self, run_id: str) -> bool:
-        stages = self._stages(run_id)
+        stages = reads.stages(self.store, run_id)
         if any(s.state not in TERMINAL for s in stages):
             return False
         failed = [s for s in stages if s.state != S.SUCCEEDED]
         state = S.FAILED if failed else S.SUCCEEDED
         error = "; ".join(f"{s.node_id}: {s.error or s.state}" for s in failed if s.state == S.FAILED) or None
         tx.finish_run(self.store, run_id, state, error)
-        run = self._run(run_id)
+        run = reads.run(self.store, run_id)
         if run.mlflow_run_id:
             self.tracking.terminate(run.mlflow_run_id, "FINISHED" if state == S.SUCCEEDED else "FAILED")
         return True
 
-    # -- reads ------------------------------------------------------------------------------------------
-    def _run(self, run_id: str) -> RunRow:
-        with self.store.transaction() as session:
-            run = session.get(RunRow, run_id)
-            if run is None:
-                raise ConcurrentError(f"No run {run_id!r} in this store.")
-            return run
-
-    def _stages(self, run_id: str) -> list[StageRow]:
-        with self.store.transaction() as session:
-            stages = session.scalars(
-                select(StageRow).where(StageRow.run_id == run_id).order_by(StageRow.id)
-            ).all()
-            for stage in stages:
-                _ = stage.tasks  # load while the session is open
-            return list(stages)
-
-    def _active(self, run_id: str) -> list[tuple[TaskRow, AttemptRow]]:
-        with self.store.transaction() as session:
-            rows = session.execute(
-                select(TaskRow, AttemptRow)
-                .join(
-                    AttemptRow, (AttemptRow.task_id == TaskRow.id) & (AttemptRow.number == TaskRow.attempts)
-                )
-                .where(TaskRow.run_id == run_id, TaskRow.state.in_(ACTIVE))
-            ).all()
-            return [(t, a) for t, a in rows]
-
-    def _count_active(self, run_id: str) -> int:
-        with self.store.transaction() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(TaskRow)
-                    .where(TaskRow.run_id == run_id, TaskRow.state.in_(ACTIVE))
-                )
-                or 0
-            )
-
+    # -- cached reads -----------------------------------------------------------------------------------
     def _dag(self, run_id: str) -> Dag:
         if run_id not in self._dags:
-            self._dags[run_id] = parse_dag(self._run(run_id).dag_yaml, f"run {run_id}")
+            self._dags[run_id] = parse_dag(reads.run(self.store, run_id).dag_yaml, f"run {run_id}")
         return self._dags[run_id]
+
+    def _forget(self, run_id: str) -> None:
+        self._dags.pop(run_id, None)
+        for key in [k for k in self._outputs if k[0] == run_id]:
+            del self._outputs[key]
 
     def _task_node(self, run_id: str, task: TaskRow) -> TaskNode:
         node = self._dag(run_id).node(task.node_id)

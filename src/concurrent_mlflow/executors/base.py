@@ -43,6 +43,11 @@ class Executor(Protocol):
         """Start the task; return a JSON-able handle and where its log is (a local path, if any)."""
         ...
 
+    def find(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None] | None:
+        """The task `launch` describes if it was already started (by an engine that died before it could
+        record the handle), else None. Never starts anything."""
+        ...
+
     def observe(self, handle: dict[str, Any]) -> Observation: ...
 
     def cancel(self, handle: dict[str, Any]) -> None:

@@ -30,10 +30,18 @@ class LocalExecutor:
         self.scratch_root = scratch_root
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
+    def _log_path(self, launch: TaskLaunch) -> Path:
+        return self.log_root / launch.run_id / launch.node_id / f"{launch.partition:05d}-{launch.attempt}.log"
+
+    def find(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None] | None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _is_our_worker(int(entry.name), launch.child_run_id):
+                log_path = self._log_path(launch)
+                return _handle(int(entry.name), launch.child_run_id, log_path), str(log_path)
+        return None
+
     def submit(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None]:
-        log_path = (
-            self.log_root / launch.run_id / launch.node_id / f"{launch.partition:05d}-{launch.attempt}.log"
-        )
+        log_path = self._log_path(launch)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -70,7 +78,7 @@ class LocalExecutor:
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"
             ) from exc
         self._processes[process.pid] = process
-        return {"pid": process.pid, "child_run": launch.child_run_id, "log": str(log_path)}, str(log_path)
+        return _handle(process.pid, launch.child_run_id, log_path), str(log_path)
 
     def observe(self, handle: dict[str, Any]) -> Observation:
         pid = int(handle["pid"])
@@ -107,6 +115,10 @@ class LocalExecutor:
         if _is_our_worker(pid, child_run):
             return Observation("running")
         return Observation("lost", detail="the worker process is gone and its exit code was not observed")
+
+
+def _handle(pid: int, child_run: str, log_path: Path) -> dict[str, Any]:
+    return {"pid": pid, "child_run": child_run, "log": str(log_path)}
 
 
 def _describe_exit(code: int) -> str | None:
