@@ -17,13 +17,14 @@ from rich.table import Table
 from concurrent_mlflow import local_mlflow
 from concurrent_mlflow.dag import apply_overrides, json_schema, load_dag, parse_overrides
 from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.server_cli import server, token
 from concurrent_mlflow.settings import Paths
 
 console = Console(stderr=False, highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-class _Context:
+class CliContext:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
 
@@ -33,8 +34,11 @@ class _Context:
 
 def run_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | None) -> str:
     """A browser link for an MLflow run, or how to open one for non-HTTP tracking URIs."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}"
+    from concurrent_mlflow.tracking import ui_url
+
+    url = ui_url(tracking_uri, experiment_id, mlflow_run_id)
+    if url:
+        return url
     return f"run {mlflow_run_id} in {tracking_uri} (open with: mlflow ui --backend-store-uri {tracking_uri})"
 
 
@@ -66,7 +70,7 @@ def main(ctx: click.Context, home: Path | None) -> None:
     Without MLFLOW_TRACKING_URI, runs are tracked by a local MLflow server under the data dir, started on
     first use and left running (see `concurrent mlflow`).
     """
-    ctx.obj = _Context(Paths(home.expanduser()) if home else Paths.from_env())
+    ctx.obj = CliContext(Paths(home.expanduser()) if home else Paths.from_env())
     # We print one MLflow link per DAG run ourselves; MLflow would print one per task.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
@@ -119,13 +123,13 @@ def run() -> None:
 @click.option("--progress/--no-progress", default=True, help="Show the live progress display.")
 @click.pass_obj
 def run_start(
-    obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
 ) -> None:
     _start_run(obj, dag_file, params, max_parallel, progress)
 
 
 def _start_run(
-    obj: _Context, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
 ) -> str:
     from concurrent_mlflow.plan import check_projects
     from concurrent_mlflow.runner import open_engine
@@ -145,7 +149,7 @@ def _start_run(
 @click.option("--max-parallel", type=click.IntRange(1), default=None)
 @click.option("--progress/--no-progress", default=True)
 @click.pass_obj
-def run_retry(obj: _Context, run_id: str, max_parallel: int | None, progress: bool) -> None:
+def run_retry(obj: CliContext, run_id: str, max_parallel: int | None, progress: bool) -> None:
     """Re-run only what failed in RUN_ID; succeeded partitions keep their outputs."""
     from concurrent_mlflow.runner import open_engine
 
@@ -213,7 +217,7 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.pass_obj
-def runs_list(obj: _Context, limit: int) -> None:
+def runs_list(obj: CliContext, limit: int) -> None:
     """The latest DAG runs (MLflow parent runs tagged by Concurrent)."""
     from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
 
@@ -237,7 +241,7 @@ def runs_list(obj: _Context, limit: int) -> None:
 @runs.command("show")
 @click.argument("run_id")
 @click.pass_obj
-def runs_show(obj: _Context, run_id: str) -> None:
+def runs_show(obj: CliContext, run_id: str) -> None:
     """Per-node partition counts of RUN_ID as MLflow records them (latest attempt per partition)."""
     from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
 
@@ -288,7 +292,7 @@ def dag() -> None:
     help="Also fetch each project and check entry points and parameters against its MLproject.",
 )
 @click.pass_obj
-def dag_validate(obj: _Context, dag_file: Path, projects: bool) -> None:
+def dag_validate(obj: CliContext, dag_file: Path, projects: bool) -> None:
     """Report every problem in DAG_FILE, naming the node and field; exit 1 if there is any."""
     from concurrent_mlflow.plan import check_projects
 
@@ -314,14 +318,14 @@ def mlflow_group() -> None:
 
 @mlflow_group.command("url")
 @click.pass_obj
-def mlflow_url(obj: _Context) -> None:
+def mlflow_url(obj: CliContext) -> None:
     """Print the tracking URI in use, starting the local server if needed."""
     click.echo(obj.tracking_uri())
 
 
 @mlflow_group.command("stop")
 @click.pass_obj
-def mlflow_stop(obj: _Context) -> None:
+def mlflow_stop(obj: CliContext) -> None:
     """Stop the local MLflow server (its data stays under the data dir)."""
     click.echo(
         "stopped" if local_mlflow.stop_server(obj.paths.mlflow) else "no local MLflow server is running"
@@ -345,7 +349,7 @@ def mlflow_stop(obj: _Context) -> None:
     help="Where to write the demo data and DAG [default: <data dir>/demo].",
 )
 @click.pass_obj
-def demo(obj: _Context, files: int, partitions: int, workdir: Path | None) -> None:
+def demo(obj: CliContext, files: int, partitions: int, workdir: Path | None) -> None:
     """Generate data, train and register a model, and run the bundled 4-stage DAG.
 
     ingest (by day directory) -> preprocess (fanned out) -> batch inference (one-to-one) -> report (fan-in).
@@ -364,6 +368,9 @@ def demo(obj: _Context, files: int, partitions: int, workdir: Path | None) -> No
         f"`concurrent run {dag_file}`. The report is the `report` node's outputs/report.md in MLflow."
     )
 
+
+main.add_command(server)
+main.add_command(token)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

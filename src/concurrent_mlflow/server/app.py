@@ -1,0 +1,96 @@
+"""`concurrent server`: the REST API under /api/v1 and, beside it, the engine loop (while this server holds
+the engine lease). One process; several may share a PostgreSQL database."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from concurrent_mlflow import __version__
+from concurrent_mlflow.engine import Engine, EngineSettings
+from concurrent_mlflow.executors.local import LocalExecutor
+from concurrent_mlflow.server import problems
+from concurrent_mlflow.server.context import ServerContext, ServerSettings
+from concurrent_mlflow.server.loop import EngineLoop
+from concurrent_mlflow.server.routes import dags, meta, runs
+from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.store import open_store
+from concurrent_mlflow.tracking import Tracking
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger("concurrent.server")
+
+
+def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if loop:
+            loop.start()
+        try:
+            yield
+        finally:
+            if loop:
+                loop.stop()
+
+    app = FastAPI(
+        title="Concurrent for MLflow",
+        version=__version__,
+        summary="Run DAGs of MLflow Projects with data-parallel fan-out.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+        max_body_size=context.settings.max_body_bytes,
+    )
+    app.state.context = context
+    problems.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (meta, dags, runs):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+def build(
+    settings: ServerSettings, paths: Paths, store_url: str, tracking_uri: str, *, engine: bool = True
+) -> tuple[FastAPI, ServerContext]:
+    store = open_store(store_url)
+    tracking = Tracking(tracking_uri)
+    executor = LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
+    server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    context = ServerContext(store, tracking, executor, settings, paths, server_id)
+    loop = None
+    if engine:
+        engine_settings = EngineSettings(
+            cache_dir=paths.cache,
+            max_parallel=settings.max_parallel or os.cpu_count() or 1,
+            poll_interval=0.5,
+        )
+        loop = EngineLoop(
+            Engine(store, tracking, executor, engine_settings),
+            server_id,
+            lease_seconds=settings.lease_seconds,
+            poll_seconds=engine_settings.poll_interval,
+        )
+    return create_app(context, loop), context
+
+
+def serve(settings: ServerSettings, paths: Paths, store_url: str, tracking_uri: str) -> None:
+    app, context = build(settings, paths, store_url, tracking_uri)
+    log.info(
+        "server %s on http://%s:%d (auth %s)",
+        context.server_id,
+        settings.host,
+        settings.port,
+        "on" if settings.auth_enabled else "off",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)

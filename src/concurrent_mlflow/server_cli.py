@@ -1,0 +1,127 @@
+"""`concurrent server` and `concurrent token`: run the control plane and manage its API tokens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from concurrent_mlflow.cli import CliContext
+
+console = Console()
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--auth/--no-auth",
+    default=None,
+    help="Require bearer tokens [default: off on loopback, on when bound elsewhere].",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory that relative paths in stored DAGs resolve against [default: current dir].",
+)
+@click.option(
+    "--max-parallel", type=click.IntRange(1), default=None, help="Local tasks at once [default: CPUs]."
+)
+@click.pass_obj
+def server(
+    obj: CliContext, host: str, port: int, auth: bool | None, work_dir: Path | None, max_parallel: int | None
+) -> None:
+    """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) and run the engine beside it.
+
+    The store is CONCURRENT_STORE (a SQLAlchemy URL such as postgresql://user@host/db) or SQLite under the
+    data dir. Several servers may share one PostgreSQL store: one drives the engine, all serve the API.
+    Without MLFLOW_TRACKING_URI a local MLflow server is started, and stopped again on exit if this
+    command started it.
+    """
+    import logging
+
+    from concurrent_mlflow import local_mlflow
+    from concurrent_mlflow.server.app import serve
+    from concurrent_mlflow.server.context import ServerSettings
+
+    paths = obj.paths
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        auth=auth,
+        work_dir=(work_dir or Path.cwd()).resolve(),
+        max_parallel=max_parallel,
+    )
+    started_mlflow = False
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        started_mlflow = local_mlflow.server_url(paths.mlflow) is None
+        tracking_uri = local_mlflow.ensure_server(paths.mlflow)
+    try:
+        serve(settings, paths, paths.store_url, tracking_uri)
+    finally:
+        if started_mlflow:
+            local_mlflow.stop_server(paths.mlflow)
+
+
+@click.group("token")
+def token() -> None:
+    """Create, list and revoke API bearer tokens (run on the server's machine, against its store)."""
+
+
+@token.command("create")
+@click.argument("user")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+@click.option("--admin", is_flag=True, help="May do anything, on every DAG, cluster and schedule.")
+@click.pass_obj
+def token_create(obj: CliContext, user: str, name: str, admin: bool) -> None:
+    """Create a token for USER and print it once (only its hash is stored)."""
+    from concurrent_mlflow.store import access, open_store
+
+    paths = obj.paths
+    secret = access.create_token(open_store(paths.store_url), user, name, admin=admin)
+    click.echo(secret)
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(obj: CliContext) -> None:
+    """List tokens (ids and owners, never secrets)."""
+    from concurrent_mlflow.store import access, open_store
+
+    paths = obj.paths
+    table = Table("id", "user", "name", "admin", "created", "last used", "revoked")
+    for row in access.list_tokens(open_store(paths.store_url)):
+        table.add_row(
+            row.id,
+            row.user,
+            row.name,
+            "yes" if row.admin else "",
+            _when(row.created_at),
+            _when(row.last_used_at),
+            _when(row.revoked_at),
+        )
+    console.print(table)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_obj
+def token_revoke(obj: CliContext, token_id: str) -> None:
+    """Revoke a token by its id (the first column of `concurrent token list`)."""
+    from concurrent_mlflow.store import access, open_store
+
+    paths = obj.paths
+    access.revoke_token(open_store(paths.store_url), token_id)
+    click.echo(f"Token {token_id} revoked.")
+
+
+def _when(moment: object) -> str:
+    return str(moment)[:19] if moment else ""
