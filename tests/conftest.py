@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.git_server",
     "tests.fixtures.s3_server",
     "tests.fixtures.postgres",
+    "tests.fixtures.control_plane",
 ]

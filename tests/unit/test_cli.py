@@ -47,3 +47,34 @@ def test_bad_override_is_a_clean_error_not_a_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "expected NODE.PARAM=VALUE" in result.output
     assert "Traceback" not in result.output
+
+
+LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
+
+
+def test_import_legacy_writes_a_valid_dag_and_reports_what_did_not_carry_over(tmp_path: Path) -> None:
+    out = tmp_path / "converted.yaml"
+    result = CliRunner().invoke(main, ["dag", "import-legacy", str(LEGACY / "honeypot.json"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "lambda" in result.stderr and "could not be mapped" in result.stderr
+    check = CliRunner().invoke(main, ["dag", "validate", "--no-projects", str(out)])
+    assert check.exit_code == 0, check.output
+
+
+def test_import_legacy_refuses_a_cyclic_document_and_writes_nothing(tmp_path: Path) -> None:
+    legacy = tmp_path / "loop.json"
+    legacy.write_text(
+        json.dumps(
+            {
+                "node": [
+                    {"id": "a", "transform": "https://git.example.com/x.git"},
+                    {"id": "b", "transform": "https://git.example.com/x.git"},
+                ],
+                "edge": [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}],
+            }
+        )
+    )
+    out = tmp_path / "never.yaml"
+    result = CliRunner().invoke(main, ["dag", "import-legacy", str(legacy), "-o", str(out)])
+    assert result.exit_code == 1 and "cycle" in result.output.lower()
+    assert not out.exists()

@@ -391,6 +391,8 @@ class Engine:
         )
         try:
             found = self.executor.find(launch) if recover else None
+            if recover and found is None and self._ended_unwatched(task, attempt_id, child):
+                return
             handle, log_path = found or self.executor.submit(launch)
         except ConcurrentError as exc:
             log.error("%s[%d]: could not start: %s", task.node_id, task.partition, exc)
@@ -399,6 +401,21 @@ class Engine:
             tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
             return
         tx.attach_handle(self.store, attempt_id, handle, log_path)
+
+    def _ended_unwatched(self, task: TaskRow, attempt_id: int, child: str) -> bool:
+        """A worker that started and ended while no engine knew its handle: settle by its MLflow status
+        instead of starting it again (its outputs, if any, are already logged)."""
+        status = self.tracking.status(child)
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            return False
+        if status == "FINISHED":
+            tx.end_attempt(self.store, attempt_id, state=S.SUCCEEDED)
+        else:
+            error = f"the worker ended while no engine was watching; its MLflow run is {status}"
+            tx.end_attempt(
+                self.store, attempt_id, state=S.FAILED, error=error, retry_in=self._retry_delay(task)
+            )
+        return True
 
     def _task_env(self, run: RunRow) -> dict[str, str]:
         env = {"CONCURRENT_CACHE": str(self.settings.cache_dir)}
