@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Task as BarTask
 from rich.text import Text
 
-from concurrent_mlflow.store import Store, TaskState
-from concurrent_mlflow.store.queries import run_view
+from concurrent_mlflow.store import TaskState
+from concurrent_mlflow.store.queries import RunView
 
 S = TaskState
 
 
 class RunProgress:
-    """Call `update()` as often as you like; it reads one snapshot of the run and redraws."""
+    """Call `update()` as often as you like; it reads one snapshot of the run and redraws.
 
-    def __init__(self, store: Store, run_id: str, console: Console) -> None:
-        self.store, self.run_id = store, run_id
+    `snapshot` reads the run: from the local store, or from a server's API.
+    """
+
+    def __init__(self, snapshot: Callable[[], RunView | None], console: Console) -> None:
+        self.snapshot = snapshot
         self.progress = Progress(
             TextColumn("[bold]{task.description:<16}"),
             BarColumn(bar_width=32),
@@ -39,7 +44,7 @@ class RunProgress:
         self.progress.stop()
 
     def update(self) -> None:
-        view = run_view(self.store, self.run_id)
+        view = self.snapshot()
         if view is None:
             return
         for stage in view.stages:

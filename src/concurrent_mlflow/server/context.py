@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from concurrent_mlflow.executors.base import Executor
-from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.settings import Paths, is_loopback
 from concurrent_mlflow.store import Store
 from concurrent_mlflow.tracking import Tracking
 
@@ -38,15 +37,6 @@ class ServerContext:
     settings: ServerSettings
     paths: Paths
     server_id: str
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _context(request: Request) -> ServerContext:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from concurrent_mlflow.store.access import Role
 
 T = TypeVar("T")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 MAX_YAML = 512 * 1024
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# The store writes UTC everywhere, but SQLite hands timestamps back without their offset; published as
+# naive they are not RFC 3339 `date-time`s (what openapi.json promises) and differ from what POST returned.
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Body(BaseModel):
@@ -38,14 +47,14 @@ class DagVersion(BaseModel):
     description: str | None
     yaml: str
     created_by: str | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DagVersionInfo(BaseModel):
     version: int
     description: str | None
     created_by: str | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DagSummary(BaseModel):
@@ -53,7 +62,7 @@ class DagSummary(BaseModel):
     latest_version: int
     versions: int
     description: str | None
-    updated_at: datetime
+    updated_at: Timestamp
     last_run_id: str | None
     last_run_state: str | None
 
@@ -64,7 +73,9 @@ class GrantWrite(_Body):
 
 class RunStart(_Body):
     dag: str = Field(pattern=NAME, description="Name of a stored DAG.")
-    version: int | None = Field(None, ge=1, description="The DAG version to run; the newest if omitted.")
+    version: int | None = Field(
+        None, ge=1, le=1_000_000, description="The DAG version to run; the newest if omitted."
+    )
     overrides: dict[str, str] = Field(
         default_factory=dict, description="Parameter overrides `node.param` -> value (like `-P`)."
     )
@@ -90,16 +101,16 @@ class RunInfo(BaseModel):
     dag_version: int | None
     state: str
     created_by: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
     error: str | None
     cancel_requested: str | None
     overrides: dict[str, str]
     mlflow_run_id: str | None
     experiment_id: str | None
     mlflow_url: str | None
-    window_start: datetime | None
-    window_end: datetime | None
+    window_start: Timestamp | None
+    window_end: Timestamp | None
 
 
 class RunDetail(RunInfo):
@@ -114,8 +125,8 @@ class TaskStatus(BaseModel):
     input_bytes: int
     error: str | None
     mlflow_run_id: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 class Accepted(BaseModel):

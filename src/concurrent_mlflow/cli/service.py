@@ -1,19 +1,15 @@
-"""`concurrent server` and `concurrent token`: run the control plane and manage its API tokens."""
+"""`concurrent server`, `concurrent token` and `concurrent mlflow`: the services behind the CLI."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from concurrent_mlflow.cli import CliContext
-
-console = Console()
+from concurrent_mlflow import local_mlflow
+from concurrent_mlflow.cli.base import CliContext, console
 
 
 @click.command("server")
@@ -46,7 +42,6 @@ def server(
     """
     import logging
 
-    from concurrent_mlflow import local_mlflow
     from concurrent_mlflow.server.app import serve
     from concurrent_mlflow.server.context import ServerSettings
 
@@ -125,3 +120,24 @@ def token_revoke(obj: CliContext, token_id: str) -> None:
 
 def _when(moment: object) -> str:
     return str(moment)[:19] if moment else ""
+
+
+@click.group("mlflow")
+def mlflow_group() -> None:
+    """The local MLflow server used when MLFLOW_TRACKING_URI is not set."""
+
+
+@mlflow_group.command("url")
+@click.pass_obj
+def mlflow_url(obj: CliContext) -> None:
+    """Print the tracking URI in use, starting the local server if needed."""
+    click.echo(obj.tracking_uri())
+
+
+@mlflow_group.command("stop")
+@click.pass_obj
+def mlflow_stop(obj: CliContext) -> None:
+    """Stop the local MLflow server (its data stays under the data dir)."""
+    click.echo(
+        "stopped" if local_mlflow.stop_server(obj.paths.mlflow) else "no local MLflow server is running"
+    )

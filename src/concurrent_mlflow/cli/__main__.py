@@ -1,0 +1,3 @@
+from concurrent_mlflow.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Where `concurrent run`, `runs` and `logs` act: this machine (an embedded engine) or a `concurrent server`.
+
+Both give the same views (`RunView`, `FailedAttempt`), so every command prints the same thing either way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from concurrent_mlflow.cli.base import CliContext, run_url
+from concurrent_mlflow.client import ApiClient
+from concurrent_mlflow.dag import Dag, apply_overrides, load_dag
+from concurrent_mlflow.errors import NotFoundError, RunNotFoundError
+from concurrent_mlflow.store.queries import FailedAttempt, RunView
+
+ENDED = ("succeeded", "failed", "cancelled")
+LOG_POLL_SECONDS = 0.5
+
+
+class RunBackend(Protocol):
+    def start(self, dag_file: Path, dag: Dag, overrides: dict[str, str]) -> str: ...
+    def retry(self, run_id: str) -> int: ...
+    def view(self, run_id: str) -> RunView: ...
+    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
+        """Until the run ends; Ctrl-C cancels it (tasks stopped, runs KILLED) and re-raises."""
+        ...
+
+    def cancel(self, run_id: str, reason: str) -> bool: ...
+    def failures(self, run_id: str) -> list[FailedAttempt]: ...
+    def link(self, view: RunView, mlflow_run_id: str | None = None) -> str: ...
+    def log(
+        self, run_id: str, node: str, partition: int, attempt: int | None, follow: bool
+    ) -> Iterator[bytes]: ...
+
+
+def backend(obj: CliContext, max_parallel: int | None = None) -> RunBackend:
+    return RemoteRuns(obj.api()) if obj.server else LocalRuns(obj, max_parallel)
+
+
+def load_with_overrides(dag_file: Path, overrides: dict[str, str]) -> Dag:
+    return apply_overrides(load_dag(dag_file), overrides)
+
+
+class LocalRuns:
+    def __init__(self, obj: CliContext, max_parallel: int | None) -> None:
+        from concurrent_mlflow.runner import open_engine
+
+        self.obj = obj
+        self.engine, self.store = open_engine(obj.paths, obj.tracking_uri(), max_parallel)
+
+    def start(self, dag_file: Path, dag: Dag, overrides: dict[str, str]) -> str:
+        from concurrent_mlflow.plan import check_projects
+
+        base_dir = dag_file.resolve().parent
+        check_projects(dag, base_dir=base_dir, cache_dir=self.obj.paths.cache)
+        return self.engine.start(dag, base_dir=base_dir, overrides=overrides)
+
+    def retry(self, run_id: str) -> int:
+        return self.engine.retry(run_id)
+
+    def view(self, run_id: str) -> RunView:
+        from concurrent_mlflow.store.queries import run_view
+
+        found = run_view(self.store, run_id)
+        if found is None:
+            raise RunNotFoundError(f"No run {run_id!r} in the store at {self.obj.paths.store_url}.")
+        return found
+
+    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
+        return self.engine.run_until_done(run_id, on_tick=on_update)
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        from concurrent_mlflow.store import transitions as tx
+
+        return tx.request_cancel(self.store, run_id, reason)
+
+    def failures(self, run_id: str) -> list[FailedAttempt]:
+        from concurrent_mlflow.store.queries import failed_attempts
+
+        return failed_attempts(self.store, run_id)
+
+    def link(self, view: RunView, mlflow_run_id: str | None = None) -> str:
+        return run_url(
+            self.engine.tracking.tracking_uri, view.experiment_id, mlflow_run_id or view.mlflow_run_id
+        )
+
+    def log(
+        self, run_id: str, node: str, partition: int, attempt: int | None, follow: bool
+    ) -> Iterator[bytes]:
+        from concurrent_mlflow.store.queries import attempt_state, find_attempt
+        from concurrent_mlflow.store.states import ACTIVE
+
+        found = find_attempt(self.store, run_id, node, partition, attempt)
+        if found is None or not found.log_path:
+            raise NotFoundError(f"Run {run_id} has no log of {node}[{partition}] (yet).")
+        with Path(found.log_path).open("rb") as log:
+            while True:
+                chunk = log.read()
+                if chunk:
+                    yield chunk
+                elif not follow or attempt_state(self.store, found.id) not in ACTIVE:
+                    yield log.read()
+                    return
+                else:
+                    time.sleep(LOG_POLL_SECONDS)
+
+
+class RemoteRuns:
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+
+    def start(self, dag_file: Path, dag: Dag, overrides: dict[str, str]) -> str:
+        self.api.import_dag(dag_file.read_text(encoding="utf-8"))
+        # A server on this machine can read the DAG's directory; a remote one resolves paths in its own.
+        base_dir = str(dag_file.resolve().parent) if self.api.on_this_machine else None
+        return str(self.api.start_run(dag.name, overrides, base_dir)["id"])
+
+    def retry(self, run_id: str) -> int:
+        return self.api.retry(run_id)
+
+    def view(self, run_id: str) -> RunView:
+        return self.api.run_view(run_id)
+
+    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
+        try:
+            while (state := self.api.run(run_id)["state"]) not in ENDED:
+                on_update()
+                time.sleep(1.0)
+            return str(state)
+        except KeyboardInterrupt:
+            self.api.cancel(run_id)
+            deadline = time.monotonic() + 60
+            while self.api.run(run_id)["state"] not in ENDED and time.monotonic() < deadline:
+                time.sleep(0.5)
+            raise
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        return bool(self.api.cancel(run_id)["detail"] != "the run had already ended")
+
+    def failures(self, run_id: str) -> list[FailedAttempt]:
+        return self.api.failures(run_id)
+
+    def link(self, view: RunView, mlflow_run_id: str | None = None) -> str:
+        parent = self.api.run(view.id).get("mlflow_url") or f"MLflow run {view.mlflow_run_id}"
+        if mlflow_run_id and "/runs/" in parent:
+            return parent.rsplit("/runs/", 1)[0] + f"/runs/{mlflow_run_id}"
+        return str(parent) if not mlflow_run_id else f"MLflow run {mlflow_run_id}"
+
+    def log(
+        self, run_id: str, node: str, partition: int, attempt: int | None, follow: bool
+    ) -> Iterator[bytes]:
+        return self.api.log(run_id, node, partition, attempt, follow)

@@ -1,0 +1,86 @@
+"""The `concurrent` group, its shared context (data dir, MLflow, an optional remote server) and consoles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+
+from concurrent_mlflow import local_mlflow
+from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.settings import Paths
+
+if TYPE_CHECKING:
+    from concurrent_mlflow.client import ApiClient
+
+console = Console(stderr=False, highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class CliContext:
+    def __init__(self, paths: Paths, server: str | None = None, token: str | None = None) -> None:
+        self.paths, self.server, self.token = paths, server, token
+
+    def tracking_uri(self) -> str:
+        return local_mlflow.tracking_uri(self.paths.mlflow)
+
+    def api(self) -> ApiClient:
+        from concurrent_mlflow.client import ApiClient
+
+        assert self.server
+        return ApiClient(self.server, self.token)
+
+
+def run_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | None) -> str:
+    """A browser link for an MLflow run, or how to open one for non-HTTP tracking URIs."""
+    from concurrent_mlflow.tracking import ui_url
+
+    url = ui_url(tracking_uri, experiment_id, mlflow_run_id)
+    if url:
+        return url
+    return f"run {mlflow_run_id} in {tracking_uri} (open with: mlflow ui --backend-store-uri {tracking_uri})"
+
+
+class _MainGroup(click.Group):
+    """Turns our errors into a clean message and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConcurrentError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(
+    cls=_MainGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar="CONCURRENT_HOME",
+    help="Data dir for the run store, caches, logs and the local MLflow server "
+    "[env CONCURRENT_HOME; default ~/.concurrent-mlflow].",
+)
+@click.option(
+    "--server",
+    envvar="CONCURRENT_SERVER",
+    default=None,
+    metavar="URL",
+    help="Talk to this `concurrent server` instead of running on this machine [env CONCURRENT_SERVER]. "
+    "Its bearer token is read from CONCURRENT_TOKEN.",
+)
+@click.version_option(package_name="concurrent-mlflow")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None, server: str | None) -> None:
+    """Run DAGs of MLflow Projects with data-parallel fan-out, tracked in MLflow.
+
+    Without --server, runs execute on this machine. Without MLFLOW_TRACKING_URI, they are tracked by a local
+    MLflow server under the data dir, started on first use and left running (see `concurrent mlflow`).
+    """
+    paths = Paths(home.expanduser()) if home else Paths.from_env()
+    ctx.obj = CliContext(paths, server or None, os.environ.get("CONCURRENT_TOKEN") or None)
+    # We print one MLflow link per DAG run ourselves; MLflow would print one per task.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

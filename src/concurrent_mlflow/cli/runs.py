@@ -1,0 +1,284 @@
+"""`concurrent run`, `runs` and `logs`: start and follow DAG runs, on this machine or on a server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overrides
+from concurrent_mlflow.cli.base import CliContext, console, err, run_url
+from concurrent_mlflow.dag import parse_overrides
+from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.store.queries import FailedAttempt, RunView
+
+
+class _RunGroup(click.Group):
+    """`concurrent run DAG.yaml` starts a run; `concurrent run retry RUN_ID` is a subcommand."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["start", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("concurrent run", "DAG.yaml [-P NODE.PARAM=VALUE]... | retry RUN_ID")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        start = self.commands["start"]
+        options = [p for p in start.get_params(ctx) if isinstance(p, click.Option) and p.name != "help"]
+        records = [r for p in options if (r := p.get_help_record(ctx)) is not None]
+        with formatter.section("Options of `concurrent run DAG.yaml`"):
+            formatter.write_dl(records)
+        super().format_options(ctx, formatter)
+
+
+@click.group(cls=_RunGroup)
+def run() -> None:
+    """Run a DAG (`concurrent run DAG.yaml`) or retry a failed run (`concurrent run retry RUN_ID`).
+
+    Shows a live progress bar per node, prints the MLflow URL of the parent run, and exits non-zero
+    naming the failing node, partition and log when the run fails. Ctrl-C cancels the run. With
+    --server the run executes on that server (the DAG is stored there as a new version first).
+    """
+
+
+@run.command("start", hidden=True)
+@click.argument("dag_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-P",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NODE.PARAM=VALUE",
+    help="Override a project node's parameter (repeatable).",
+)
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(1),
+    default=None,
+    help="Tasks running at once on this machine [default: CPU count; the server's own with --server].",
+)
+@click.option("--progress/--no-progress", default=True, help="Show the live progress display.")
+@click.pass_obj
+def run_start(
+    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+) -> None:
+    start_run(obj, dag_file, params, max_parallel, progress)
+
+
+def start_run(
+    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+) -> str:
+    overrides = parse_overrides(params)
+    dag = load_with_overrides(dag_file, overrides)
+    runs = backend(obj, max_parallel)
+    run_id = runs.start(dag_file, dag, overrides)
+    _follow(runs, run_id, progress, f"Run {run_id} of DAG {dag.name!r}")
+    return run_id
+
+
+@run.command("retry")
+@click.argument("run_id")
+@click.option("--max-parallel", type=click.IntRange(1), default=None)
+@click.option("--progress/--no-progress", default=True)
+@click.pass_obj
+def run_retry(obj: CliContext, run_id: str, max_parallel: int | None, progress: bool) -> None:
+    """Re-run only what failed in RUN_ID; succeeded partitions keep their outputs."""
+    runs = backend(obj, max_parallel)
+    reset = runs.retry(run_id)
+    _follow(runs, run_id, progress, f"Retrying run {run_id} ({reset} partition(s) to redo)")
+
+
+def _follow(runs: RunBackend, run_id: str, progress: bool, title: str) -> None:
+    from concurrent_mlflow.progress import RunProgress
+
+    console.print(f"[bold]{title}[/]")
+    started = time.monotonic()
+    announced = _announce_link(runs, run_id, announced=False)
+    try:
+        if progress:
+            with RunProgress(lambda: runs.view(run_id), console) as display:
+
+                def update() -> None:
+                    nonlocal announced
+                    announced = _announce_link(runs, run_id, announced)
+                    display.update()
+
+                state = runs.wait(run_id, update)
+        else:
+            state = runs.wait(run_id, lambda: None)
+    except KeyboardInterrupt:
+        err.print(
+            f"[yellow]Run {run_id} cancelled: running tasks were stopped and marked KILLED in MLflow.[/]"
+        )
+        sys.exit(130)
+    elapsed = time.monotonic() - started
+    view = runs.view(run_id)
+    if state == "succeeded":
+        console.print(f"[green]Run {run_id} succeeded[/] in {elapsed:.1f}s. MLflow: {runs.link(view)}")
+        return
+    err.print(f"[red]Run {run_id} {state}[/] after {elapsed:.1f}s: {view.error or ''}")
+    _print_failures(runs, runs.failures(run_id), view)
+    err.print(f"Fix the cause, then: concurrent run retry {run_id}")
+    sys.exit(1)
+
+
+def _announce_link(runs: RunBackend, run_id: str, announced: bool) -> bool:
+    """Print the parent run's MLflow link once it exists (a server opens it on its next pass)."""
+    if announced:
+        return True
+    view = runs.view(run_id)
+    if view.mlflow_run_id is None:
+        return False
+    console.print(f"MLflow: {runs.link(view)}")
+    return True
+
+
+def _print_failures(runs: RunBackend, failures: Sequence[FailedAttempt], view: RunView) -> None:
+    if not failures:
+        return
+    table = Table(title="Failed partitions", show_lines=False)
+    for column in ("node", "partition", "attempt", "error", "log", "MLflow run"):
+        table.add_column(column, overflow="fold")
+    for f in failures[:20]:
+        log = f.log_path or f"concurrent logs {view.id} {f.node_id} {f.partition}"
+        table.add_row(
+            f.node_id, str(f.partition), str(f.attempt), f.error or "", log, runs.link(view, f.mlflow_run_id)
+        )
+    err.print(table)
+    if len(failures) > 20:
+        err.print(f"... and {len(failures) - 20} more failed partition(s)")
+
+
+@click.command("logs")
+@click.argument("run_id")
+@click.argument("node")
+@click.argument("partition", type=click.IntRange(0))
+@click.option("--attempt", type=click.IntRange(1), default=None, help="Attempt number [default: the latest].")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the task runs.")
+@click.pass_obj
+def logs(obj: CliContext, run_id: str, node: str, partition: int, attempt: int | None, follow: bool) -> None:
+    """Print the log of task NODE[PARTITION] of RUN_ID (stdout and stderr of its worker)."""
+    out = sys.stdout.buffer
+    for chunk in backend(obj).log(run_id, node, partition, attempt, follow):
+        out.write(chunk)
+        out.flush()
+
+
+@click.group()
+def runs() -> None:
+    """List, inspect and cancel DAG runs."""
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.pass_obj
+def runs_cancel(obj: CliContext, run_id: str) -> None:
+    """Cancel RUN_ID: its engine stops the running tasks and marks their MLflow runs KILLED."""
+    asked = backend(obj).cancel(run_id, "cancelled with `concurrent runs cancel`")
+    click.echo(f"Cancelling run {run_id}." if asked else f"Run {run_id} had already ended.")
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.pass_obj
+def runs_list(obj: CliContext, limit: int) -> None:
+    """The latest DAG runs: from the server with --server, else from MLflow (parent runs we tagged)."""
+    table = Table()
+    for column in ("run", "DAG", "status", "started", "MLflow run id"):
+        table.add_column(column)
+    if obj.server:
+        for item in obj.api().runs(limit):
+            started = str(item["created_at"])[:19].replace("T", " ")
+            table.add_row(item["id"], item["dag"], item["state"], started, item["mlflow_run_id"] or "")
+    else:
+        _mlflow_rows(obj, table, limit)
+    console.print(table)
+
+
+def _mlflow_rows(obj: CliContext, table: Table, limit: int) -> None:
+    from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
+
+    for parent in Tracking(obj.tracking_uri()).find_parents(limit):
+        tags = parent.data.tags
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(parent.info.start_time / 1000))
+        table.add_row(
+            tags.get(f"{TAG_PREFIX}run_id", "?"),
+            tags.get(f"{TAG_PREFIX}dag", "?"),
+            parent.info.status,
+            started,
+            parent.info.run_id,
+        )
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.pass_obj
+def runs_show(obj: CliContext, run_id: str) -> None:
+    """Per-node partition counts of RUN_ID: the server's view with --server, else what MLflow records
+    (latest attempt per partition)."""
+    if obj.server:
+        _show_remote(obj, run_id)
+        return
+    from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
+
+    tracking = Tracking(obj.tracking_uri())
+    found = tracking.find_parents(1, run_id=run_id)
+    parent = found[0] if found else None
+    if parent is None:
+        raise ConcurrentError(
+            f"No DAG run {run_id!r} in MLflow at {tracking.tracking_uri}; "
+            "`concurrent runs list` shows the known runs."
+        )
+    latest: dict[tuple[str, int], Any] = {}
+    for child in tracking.children(parent):
+        tags = child.data.tags
+        key = (tags.get(f"{TAG_PREFIX}node", "?"), int(tags.get(f"{TAG_PREFIX}partition", "0")))
+        if key not in latest or int(tags.get(f"{TAG_PREFIX}attempt", "1")) > int(
+            latest[key].data.tags.get(f"{TAG_PREFIX}attempt", "1")
+        ):
+            latest[key] = child
+    counts: dict[str, dict[str, int]] = {}
+    for (node, _), child in latest.items():
+        counts.setdefault(node, {}).setdefault(child.info.status, 0)
+        counts[node][child.info.status] += 1
+    console.print(f"[bold]{parent.data.tags.get(f'{TAG_PREFIX}dag')}[/] run {run_id}: {parent.info.status}")
+    console.print(f"MLflow: {run_url(tracking.tracking_uri, parent.info.experiment_id, parent.info.run_id)}")
+    table = Table()
+    for column in ("node", "partitions", "FINISHED", "RUNNING", "FAILED", "KILLED"):
+        table.add_column(column)
+    for node, by_status in counts.items():
+        table.add_row(
+            node,
+            str(sum(by_status.values())),
+            *(str(by_status.get(s, 0)) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED")),
+        )
+    console.print(table)
+
+
+def _show_remote(obj: CliContext, run_id: str) -> None:
+    runs = backend(obj)
+    view = runs.view(run_id)
+    console.print(
+        f"[bold]{view.dag_name}[/] run {run_id}: {view.state}" + (f" ({view.error})" if view.error else "")
+    )
+    console.print(f"MLflow: {runs.link(view)}")
+    table = Table()
+    for column in ("node", "state", "partitions", "succeeded", "running", "failed", "pending"):
+        table.add_column(column)
+    for stage in view.stages:
+        running = stage.counts.get("running", 0) + stage.counts.get("queued", 0)
+        counts = (
+            stage.counts.get("succeeded", 0),
+            running,
+            stage.counts.get("failed", 0),
+            stage.counts.get("pending", 0),
+        )
+        table.add_row(stage.node_id, stage.state, str(stage.partitions or 0), *map(str, counts))
+    console.print(table)

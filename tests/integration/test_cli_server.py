@@ -1,0 +1,66 @@
+"""The same `concurrent` commands against a real `concurrent server` (--server / CONCURRENT_SERVER)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.control_plane import ControlPlane
+from tests.fixtures.mlflow_server import _free_port
+from tests.integration.conftest import make_files
+from tests.integration.test_cli import concurrent, write_dag
+
+pytestmark = pytest.mark.integration
+
+DAG = """
+name: cli-remote
+nodes:
+  - {id: raw, kind: source, uri: data}
+  - {id: step, kind: project, project: "{toolbox}", entry_point: transform, partitions: 2}
+edges:
+  - {from: raw, to: step, input: text}
+"""
+
+
+def test_run_on_a_server_stores_the_dag_and_reports_like_a_local_run(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    work = tmp_path / "client"
+    make_files(work / "data", {f"f{i}.txt": f"w {i}" for i in range(4)})
+    dag = write_dag(work, DAG)
+    server = ["--server", control_plane.url]
+
+    failed = concurrent(*server, "run", str(dag), "-P", "step.fail_on_partition=1", cwd=work)
+    assert failed.returncode == 1, failed.stderr
+    run_id = re.search(r"Run (\w+) of DAG 'cli-remote'", failed.stdout).group(1)  # type: ignore[union-attr]
+    assert f"MLflow: {control_plane.tracking_uri}/#/experiments/" in failed.stdout
+    assert "Failed partitions" in failed.stderr and "exit code 1" in failed.stderr
+    assert f"concurrent logs {run_id} step 1" in failed.stderr  # where the failed partition's log is
+
+    log = concurrent(*server, "logs", run_id, "step", "1", cwd=work)
+    assert log.returncode == 0 and "failing on purpose" in log.stdout
+
+    shown = concurrent(*server, "runs", "show", run_id, cwd=work)
+    row = next(line for line in shown.stdout.splitlines() if " step " in line)
+    assert [c.strip() for c in row.split("│")[1:6]] == ["step", "failed", "2", "1", "0"]
+    listing = concurrent(*server, "runs", "list", cwd=work)
+    assert run_id in listing.stdout and "failed" in listing.stdout
+
+    with control_plane.client() as api:
+        versions = api.get("/dags/cli-remote/versions").json()
+        assert [v["version"] for v in versions] == [1]  # the run stored the DAG file as a version
+
+    ok = concurrent(*server, "run", str(dag), cwd=work)
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded" in ok.stdout
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    dag = write_dag(tmp_path, DAG)
+    url = f"http://127.0.0.1:{_free_port()}"
+    result = concurrent("--server", url, "run", str(dag), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert f"Cannot reach the Concurrent server at {url}" in result.stderr
+    assert "Traceback" not in result.stderr
