@@ -20,7 +20,7 @@ from concurrent_mlflow.executors.local import LocalExecutor
 from concurrent_mlflow.server import problems
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
 from concurrent_mlflow.server.loop import EngineLoop
-from concurrent_mlflow.server.routes import dags, meta, runs
+from concurrent_mlflow.server.routes import clusters, dags, meta, runs, schedules
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import open_store
 from concurrent_mlflow.tracking import Tracking
@@ -53,7 +53,7 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
     app.state.context = context
     problems.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (meta, dags, runs):
+    for module in (meta, dags, runs, schedules, clusters):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -1,0 +1,7 @@
+"""/api/v1/clusters (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/clusters", tags=["clusters"])
