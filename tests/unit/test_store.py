@@ -1,24 +1,18 @@
-"""The run store on a real SQLite file: transitions, their guards, and retry bookkeeping."""
+"""The run store on real SQLite and PostgreSQL databases: transitions, their guards, retry bookkeeping."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from concurrent_mlflow.errors import ConflictError, RunNotFoundError
-from concurrent_mlflow.store import TaskRow, TaskState, open_store
+from concurrent_mlflow.store import TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.db import Store
 from concurrent_mlflow.store.queries import failed_attempts, run_view
 
 S = TaskState
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(tmp_path / "store.db")
 
 
 def new_run(store: Store) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from concurrent_mlflow.errors import ConflictError, DagNotFoundError
@@ -27,6 +28,17 @@ def save_version(
     store: Store, name: str, yaml_text: str, *, description: str | None, user: str | None, create: bool
 ) -> DagRow:
     """Store a new version; `create` refuses a name that exists, otherwise the name must exist."""
+    try:
+        return _save_version(store, name, yaml_text, description=description, user=user, create=create)
+    except IntegrityError as exc:  # another request saved this name or version in the meantime
+        raise ConflictError(
+            f"DAG {name!r} was saved by someone else at the same moment; fetch it and save again."
+        ) from exc
+
+
+def _save_version(
+    store: Store, name: str, yaml_text: str, *, description: str | None, user: str | None, create: bool
+) -> DagRow:
     with store.transaction() as session:
         latest = _latest_version(session, name)
         if create and latest:

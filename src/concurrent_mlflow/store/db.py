@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x636D665F6D6967  # any constant shared by every server ("cmf_mig")
 PRE_ALEMBIC_REVISION = "0001"  # stores created by 0.1 with `create_all` hold exactly this schema
 
 
@@ -64,9 +66,20 @@ def open_store(url_or_path: str | Path, *, migrate: bool = True) -> Store:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if migrate:
-        with engine.begin() as connection:
+        with _sqlite_migration_lock(url), engine.begin() as connection:
             upgrade(connection)
     return Store(engine)
+
+
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Processes opening one SQLite file at once migrate it one after the other (PostgreSQL: see upgrade)."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        yield
+        return
+    with Path(url.removeprefix("sqlite:///") + ".migrate.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -79,6 +92,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Run pending migrations; a store from before migrations existed is first stamped as revision 0001."""
     config = alembic_config(connection)
+    if connection.dialect.name == "postgresql":
+        # Servers starting together on one database: one migrates, the others wait for its commit.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     tables = set(inspect(connection).get_table_names())
     if "runs" in tables and "alembic_version" not in tables:
         command.stamp(config, PRE_ALEMBIC_REVISION)
