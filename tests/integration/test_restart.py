@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from concurrent_mlflow.executors import forkserver
 from tests.fixtures.control_plane import ControlPlane, MakeControlPlane
 from tests.integration.conftest import TOOLBOX, make_files
 
@@ -107,15 +108,12 @@ def test_a_run_survives_repeated_kill_9_of_the_server(
         f"text/{name}.out" for name in names
     )  # every output once: none lost, none twice
     assert client.get_run(done["mlflow_run_id"]).info.status == "FINISHED"
+    pid_files = list((plane.home / "logs" / run["id"]).rglob("*.pid"))
+    assert len(pid_files) >= PARTITIONS + 1, "every forked worker leaves a pid file"
     leftover = [
-        p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_worker_of(p, done["mlflow_run_id"])
+        record
+        for pid_file in pid_files
+        if (record := forkserver.read_pid_file(pid_file.with_suffix(""))) and forkserver.running(*record)
     ]
-    assert not leftover, "worker processes outlived the run"
+    assert not leftover, f"worker processes outlived the run: {leftover}"
     print(f"{kills} kills; {len(children)} child runs for {PARTITIONS + 1} tasks")
-
-
-def _is_worker_of(proc: Path, parent_run: str) -> bool:
-    try:
-        return parent_run.encode() in (proc / "cmdline").read_bytes()
-    except OSError:
-        return False

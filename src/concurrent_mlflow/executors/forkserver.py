@@ -1,0 +1,261 @@
+"""A warm parent for local workers: imports MLflow once, then forks one child per task.
+
+A fresh `python -m concurrent_mlflow.worker` spends seconds importing MLflow before its task does anything;
+a fork of a process that already imported it starts in milliseconds. The fork server is single-threaded (so
+forking it is safe), listens on an abstract Unix socket, and for each request forks a child that:
+  - becomes the leader of its own session (a cancel kills its whole tree, as with a spawned worker);
+  - writes `<log>.pid` (pid and kernel start time) first, so a restarted engine can find it;
+  - redirects stdout/stderr to the attempt's log and runs the requested module as `__main__`.
+The fork server reaps its children and writes `<log>.exit` with the exit code (negative: killed by that
+signal). When its own parent (the engine) dies it takes no new work but keeps reaping until its last child
+has ended, so a task outlives an engine crash and its exit code is still recorded for the next engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import random
+import runpy
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from concurrent_mlflow.errors import ExecutorError
+
+# What a worker imports anyway; importing it here is the whole point.
+WARM_MODULES = (
+    "mlflow",
+    "mlflow.projects",
+    "concurrent_mlflow.worker.main",
+    "concurrent_mlflow.worker.project_run",
+)
+READY = b"ready\n"
+START_TIMEOUT_SECONDS = 120.0
+REAP_INTERVAL_SECONDS = 0.1
+
+
+# -- the engine's side --------------------------------------------------------------------------------------
+class ForkServer:
+    """Starts the fork server on first use and asks it for children."""
+
+    def __init__(self) -> None:
+        self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def spawn(self, module: str, args: list[str], env: dict[str, str], log_path: Path) -> int:
+        """Fork a child running `python -m module args` with exactly `env`; its pid."""
+        self._ensure_started()
+        request = {"module": module, "args": args, "env": env, "log": str(log_path), "cwd": str(Path.cwd())}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(30)
+            conn.connect(_abstract(self.name))
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            reply = json.loads(_read_line(conn))
+        if "error" in reply:
+            raise ExecutorError(f"The fork server could not start the task: {reply['error']}")
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()  # stops accepting; children carry on and are still reaped
+            self._process = None
+
+    def _ensure_started(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C at the engine's terminal is the engine's to handle
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()  # blocks until the imports are done
+        if line != READY:
+            code = self._process.wait()
+            self._process = None
+            raise ExecutorError(f"The local fork server failed to start (exit code {code}).")
+
+
+def _abstract(name: str) -> str:
+    """Linux's abstract socket namespace: no file to clean up, no 108-byte path limit."""
+    return "\0" + name
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# -- files shared by the fork server, its children and any later engine ---------------------------------
+def pid_file(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".pid")
+
+
+def exit_file(log_path: Path) -> Path:
+    return log_path.with_name(log_path.name + ".exit")
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot): with the pid, names one process forever."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def running(pid: int, started: int, *, zombie: bool = False) -> bool:
+    """True while that very process runs (not a reused pid); with `zombie`, also once it has ended but
+    its parent has not reaped it yet (and so not yet recorded its exit code)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    return (zombie or fields[0] != "Z") and int(fields[19]) == started
+
+
+def read_pid_file(log_path: Path) -> tuple[int, int] | None:
+    try:
+        pid, started = pid_file(log_path).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(pid), int(started)
+
+
+def read_exit_file(log_path: Path) -> int | None:
+    try:
+        return int(exit_file(log_path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+# -- the fork server process --------------------------------------------------------------------------------
+def serve(name: str) -> None:
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(_abstract(name))
+    listener.listen(64)
+    parent, stopping = os.getppid(), []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
+    children: dict[int, Path] = {}
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    while not stopping and os.getppid() == parent:
+        for _ in selector.select(timeout=REAP_INTERVAL_SECONDS):
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                with conn:
+                    _handle(conn, listener, children)
+        _reap(children)
+    listener.close()  # the engine is gone (or asked us to stop): finish what runs, start nothing new
+    while children:
+        _reap(children)
+        time.sleep(REAP_INTERVAL_SECONDS)
+
+
+def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Path]) -> None:
+    request: dict[str, Any] = json.loads(_read_line(conn))
+    log_path = Path(request["log"])
+    ready_read, ready_write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(ready_read)
+        os.close(ready_write)
+        conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        return
+    if pid == 0:
+        conn.close()
+        listener.close()
+        os.close(ready_read)
+        os._exit(_child(request, log_path, ready_write))
+    os.close(ready_write)
+    children[pid] = log_path
+    # Reply once the child leads its own session and has written its pid file: from then on a cancel
+    # reaches its whole group and a restarted engine can find it.
+    with os.fdopen(ready_read, "rb") as ready:
+        ready.read(1)
+    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def _reap(children: dict[int, Path]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        log_path = children.pop(pid, None)
+        if log_path is not None:
+            _write_atomically(exit_file(log_path), str(os.waitstatus_to_exitcode(status)))
+
+
+def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
+    """In the forked child: become a task process, run the module, return its exit code."""
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _write_atomically(pid_file(log_path), f"{os.getpid()} {start_time(os.getpid())}")
+        os.write(ready, b"1")
+        os.close(ready)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        random.seed()  # every child would otherwise draw the same "random" numbers
+        sys.argv = [request["module"], *request["args"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover - started by ForkServer
+    serve(sys.argv[1])
