@@ -85,6 +85,51 @@ class ApiClient:
                 self._raise(response)
             yield from response.iter_bytes()
 
+    # -- clusters ----------------------------------------------------------------------------------------
+    def register_cluster(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/clusters", json=body)
+
+    def update_cluster(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PATCH", f"/clusters/{name}", json=body)
+
+    def clusters(self) -> list[dict[str, Any]]:
+        with self._guard():
+            response = self._http.get("/clusters")
+        if response.status_code >= 400:
+            self._raise(response)
+        items: list[dict[str, Any]] = response.json()
+        return items
+
+    def cluster(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/clusters/{name}")
+
+    def remove_cluster(self, name: str) -> None:
+        with self._guard():
+            response = self._http.delete(f"/clusters/{name}")
+        if response.status_code >= 400:
+            self._raise(response)
+
+    def check_cluster(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/clusters/{name}/check")
+
+    # -- schedules ---------------------------------------------------------------------------------------
+    def create_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/schedules", json=body)
+
+    def schedules(self, dag: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"dag": dag} if dag else {})}
+        items: list[dict[str, Any]] = self._json("GET", "/schedules", params=params)["items"]
+        return items
+
+    def update_schedule(self, schedule_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("PATCH", f"/schedules/{schedule_id}", json=body)
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        with self._guard():
+            response = self._http.delete(f"/schedules/{schedule_id}")
+        if response.status_code >= 400:
+            self._raise(response)
+
     # -- views the CLI shares with embedded mode ---------------------------------------------------------
     def run_view(self, run_id: str) -> RunView:
         return to_view(self.run(run_id))

@@ -187,10 +187,14 @@ def parse_dag(text: str, source: str = "DAG") -> Dag:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise DagValidationError([Problem(where, f"not valid YAML: {exc}")], source) from exc
+    except (ValueError, RecursionError) as exc:  # PyYAML's own: an impossible date, nesting too deep
+        raise DagValidationError([Problem("", f"not a usable YAML document: {exc}")], source) from exc
     if not isinstance(data, dict):
         raise DagValidationError(
             [Problem("", "a DAG document must be a YAML mapping with `name` and `nodes`")], source
         )
+    if nul := nul_locations(data):
+        raise DagValidationError([Problem(where, "contains a NUL character") for where in nul], source)
     try:
         dag = Dag.model_validate(data)
     except ValidationError as exc:
@@ -199,6 +203,21 @@ def parse_dag(text: str, source: str = "DAG") -> Dag:
     if problems:
         raise DagValidationError(problems, source)
     return dag
+
+
+def nul_locations(value: object, where: str = "") -> list[str]:
+    """Where NUL characters hide in parsed YAML or JSON (YAML's "\\0" makes one): PostgreSQL refuses them."""
+    if isinstance(value, str):
+        return [where] if "\x00" in value else []
+    if isinstance(value, dict):
+        items = [(str(key), item) for key, item in value.items()]
+        found = [f"{where}.{key}".lstrip(".") for key, _ in items if "\x00" in key]
+        return found + [
+            hit for key, item in items for hit in nul_locations(item, f"{where}.{key}".lstrip("."))
+        ]
+    if isinstance(value, list):
+        return [hit for index, item in enumerate(value) for hit in nul_locations(item, f"{where}[{index}]")]
+    return []
 
 
 def load_dag(path: Path) -> Dag:

@@ -2,15 +2,20 @@
 
 ConcurrentError                 base: a message that says what was wrong, where, and what to do
 ├── DagValidationError          a DAG document is malformed; carries every problem found
+│   └── ScheduleValidationError a schedule's cron expression or time zone is not valid
 ├── ProjectError                an MLproject cannot be fetched, read, or lacks an entry point
 ├── SourceError                 an input location cannot be listed or fetched
 │   └── UnsafePathError         a file name would escape the task's input directory
 ├── PartitionError              a partitioner was misconfigured or returned a bad split
 ├── ExecutorError               an executor could not submit, observe or cancel a task
 ├── TrackingError               the MLflow tracking server refused or could not be reached
+├── ClusterConfigError          a cluster's kubeconfig or settings are unusable (names the field)
+├── SecretKeyError              stored credentials cannot be decrypted with the secret key in use
 ├── NotFoundError               something named does not exist
 │   ├── RunNotFoundError        a DAG run id is unknown to the store
-│   └── DagNotFoundError        no stored DAG (or version) by that name
+│   ├── DagNotFoundError        no stored DAG (or version) by that name
+│   ├── ClusterNotFoundError    no registered cluster by that name
+│   └── ScheduleNotFoundError   no schedule with that id
 ├── ConflictError               the request clashes with what is stored (a name taken, a run still going)
 ├── AuthenticationError         no valid bearer token
 └── PermissionDeniedError       the token's user lacks the role the action needs
@@ -43,6 +48,13 @@ class DagValidationError(ConcurrentError):
         super().__init__(f"{source} is not valid ({len(problems)} problem(s)):\n{lines}")
 
 
+class ScheduleValidationError(DagValidationError):
+    """A schedule's cron or time zone is malformed: reported like a DAG's problems, per field."""
+
+    def __init__(self, problems: list[Problem], source: str = "The schedule") -> None:
+        super().__init__(problems, source)
+
+
 class ProjectError(ConcurrentError):
     pass
 
@@ -67,6 +79,14 @@ class TrackingError(ConcurrentError):
     pass
 
 
+class ClusterConfigError(ConcurrentError):
+    pass
+
+
+class SecretKeyError(ConcurrentError):
+    pass
+
+
 class NotFoundError(ConcurrentError):
     pass
 
@@ -76,6 +96,14 @@ class RunNotFoundError(NotFoundError):
 
 
 class DagNotFoundError(NotFoundError):
+    pass
+
+
+class ClusterNotFoundError(NotFoundError):
+    pass
+
+
+class ScheduleNotFoundError(NotFoundError):
     pass
 
 

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 PREFIX = "/api/v1"
 WRONG_TOKEN = "cmf_000000000000_nope"
 PUBLIC = {("GET", "/health")}
+GHOST_SCHEDULE = "987654"  # a schedule id that does not exist
+ADMIN_ONLY = {("POST", "/clusters"), ("PATCH", "/clusters/{name}"), ("DELETE", "/clusters/{name}")}
 USERS = {"admin": ["--admin"], "alice": [], "bob": [], "carol": [], "dave": [], "erin": []}
 
 
@@ -39,6 +41,7 @@ class World:
     tokens: dict[str, str]
     dag: str  # alice's; carol is its reader, dave its runner, bob has no role
     run_id: str  # a run of it, started by alice
+    schedule_id: int = 0  # a (paused) schedule of it, made by alice
 
     def api(self, user: str | None) -> httpx.Client:
         return self.plane.client(self.tokens[user] if user else None)
@@ -86,8 +89,9 @@ def assert_problem(response: httpx.Response, status: int, slug: str | None = Non
     return body
 
 
-def masked(detail: str, dag: str, run_id: str) -> str:
-    return detail.replace(dag, "<dag>").replace(run_id, "<run>")
+def masked(detail: str, dag: str, run_id: str, schedule_id: str) -> str:
+    text = detail.replace(dag, "<dag>").replace(run_id, "<run>")
+    return text.replace(f"schedule {schedule_id};", "schedule <id>;")
 
 
 def full_logs(plane: ControlPlane) -> str:
@@ -122,6 +126,11 @@ def world(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
             started = alice.post("/runs", json={"dag": world.dag})
             assert started.status_code == 201, started.text
             world.run_id = started.json()["id"]
+            scheduled = alice.post(
+                "/schedules", json={"dag": world.dag, "cron": "0 3 * * *", "enabled": False}
+            )
+            assert scheduled.status_code == 201, scheduled.text
+            world.schedule_id = scheduled.json()["id"]
         yield world
     finally:
         plane.stop()
@@ -151,6 +160,7 @@ def request_for(
         "version": "1",
         "node": "work",
         "partition": "0",
+        "schedule_id": str(world.schedule_id) if dag == world.dag else GHOST_SCHEDULE,
     }
     params = re.findall(r"{(\w+)}", template)
     unknown = [p for p in params if p not in values]
@@ -167,6 +177,10 @@ def request_for(
             ("PUT", "/dags/{name}"): {"yaml": dag_yaml(dag)},
             ("PUT", "/dags/{name}/grants/{user}"): {"role": "owner"},
             ("POST", "/runs"): {"dag": dag},
+            ("POST", "/schedules"): {"dag": dag, "cron": "0 3 * * *", "enabled": False},
+            ("PATCH", "/schedules/{schedule_id}"): {"enabled": True},
+            ("POST", "/clusters"): {"name": "bobs-cluster", "kubeconfig": "apiVersion: v1"},
+            ("PATCH", "/clusters/{name}"): {"namespace": "bobs"},
         }
         assert (method, template) in bodies, f"{method} {template}: add a minimal valid body to this test"
         request["json"] = bodies[(method, template)]
@@ -199,12 +213,20 @@ def test_every_endpoint_wants_a_valid_token_and_bob_cannot_see_alices_dag(world:
                 continue
             if (method, template) == ("GET", "/whoami"):
                 ok = response.status_code == 200 and response.json()["user"] == "bob"
-            elif (method, template) in {("GET", "/dags"), ("GET", "/runs")}:
+            elif (method, template) in {
+                ("GET", "/dags"),
+                ("GET", "/runs"),
+                ("GET", "/clusters"),
+                ("GET", "/schedules"),
+            }:
                 # Lists are bob's own view: 200, and nothing of alice's in them.
                 ok = response.status_code == 200 and world.dag not in text and world.run_id not in text
             elif (method, template) in {("POST", "/dags"), ("POST", "/dags/import")}:
                 # DAG names are global, so creating one under a taken name must say it is taken.
                 ok = response.status_code == 409
+            elif (method, template) in ADMIN_ONLY:
+                # Clusters are global and not secret by name: changing one is for admins, whatever exists.
+                ok = response.status_code == 403 and "Only an admin" in response.json()["detail"]
             else:
                 # No role: alice's DAG and its runs answer exactly like ones that do not exist.
                 ok = response.status_code == 404
@@ -212,8 +234,8 @@ def test_every_endpoint_wants_a_valid_token_and_bob_cannot_see_alices_dag(world:
                 ghost = bob.request(**missing)
                 try:
                     seen, unseen = assert_problem(response, 404), assert_problem(ghost, 404)
-                    assert masked(seen["detail"], world.dag, world.run_id) == masked(
-                        unseen["detail"], "no-such-dag", "0123456789ab"
+                    assert masked(seen["detail"], world.dag, world.run_id, str(world.schedule_id)) == masked(
+                        unseen["detail"], "no-such-dag", "0123456789ab", GHOST_SCHEDULE
                     )
                 except AssertionError as exc:
                     failures.append(f"{label} as bob: alice's DAG is told apart from a missing one: {exc}")
@@ -227,6 +249,8 @@ def test_every_endpoint_wants_a_valid_token_and_bob_cannot_see_alices_dag(world:
         grants = alice.get(f"/dags/{world.dag}/grants").json()
         assert grants == {"alice": "owner", "carol": "reader", "dave": "runner"}
         assert alice.get(f"/runs/{world.run_id}").json()["cancel_requested"] is None
+        assert alice.get(f"/schedules/{world.schedule_id}").json()["enabled"] is False
+        assert alice.get("/schedules", params={"dag": world.dag}).json()["total"] == 1
 
 
 def test_malformed_authorization_headers_are_401(world: World) -> None:

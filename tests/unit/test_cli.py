@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from concurrent_mlflow.cli import main
@@ -78,3 +79,25 @@ def test_import_legacy_refuses_a_cyclic_document_and_writes_nothing(tmp_path: Pa
     result = CliRunner().invoke(main, ["dag", "import-legacy", str(legacy), "-o", str(out)])
     assert result.exit_code == 1 and "cycle" in result.output.lower()
     assert not out.exists()
+
+
+def test_schedule_commands_need_a_server_and_say_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CONCURRENT_SERVER", raising=False)
+    for args in (["list"], ["create", "d", "--cron", "0 * * * *"], ["pause", "1"]):
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), "schedule", *args])
+        assert result.exit_code == 1, result.output
+        assert "Schedules are fired by a `concurrent server`; pass --server URL" in result.output
+
+
+def test_schedule_create_help_explains_the_seconds_field_and_overlap() -> None:
+    result = CliRunner().invoke(main, ["schedule", "create", "--help"])
+    assert result.exit_code == 0
+    output = " ".join(result.output.split())  # help text is wrapped to the terminal
+    for text in (
+        "--cron EXPR",
+        "'* * * * * */5' is every 5",
+        "--overlap [skip|queue]",
+        "--tz",
+        "-P, --param",
+    ):
+        assert text in output, text

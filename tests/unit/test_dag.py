@@ -195,3 +195,14 @@ def test_shipped_schema_matches_the_models() -> None:
         SCHEMA_FILE.parent.mkdir(exist_ok=True)
         SCHEMA_FILE.write_text(generated)
     assert SCHEMA_FILE.read_text() == generated
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["name: x\nwhen: 2023-13-45\nnodes: []\n", "[" * 100_000, 'name: "a\\0b"\nnodes: []\n'],
+    ids=["impossible-date", "nested-too-deep", "nul-escape"],
+)
+def test_documents_yaml_itself_chokes_on_are_validation_errors(text: str) -> None:
+    with pytest.raises(DagValidationError) as caught:
+        parse_dag(text)
+    assert caught.value.problems and all(p.message for p in caught.value.problems)

@@ -1,10 +1,278 @@
-"""`concurrent cluster` (being built)."""
+"""`concurrent cluster`: register Kubernetes clusters, list them with their reachability, check, remove.
+
+With --server the commands act on that server's registry (changing it needs an admin token); without, on
+this machine's store. The kubeconfig is reduced to one context and its files inlined *here*, so the other
+contexts' credentials never leave this machine, and the server never reads a path on its own disk.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
 import click
+from rich.markup import escape
+from rich.table import Table
+
+from concurrent_mlflow import kubeconfig
+from concurrent_mlflow.cli.base import CliContext, console, err
+from concurrent_mlflow.client import ApiClient
+from concurrent_mlflow.store.clusters import Cluster
+from concurrent_mlflow.store.crypto import Cipher
+
+MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]unchecked[/]"}
+
+
+class ClusterBackend(Protocol):
+    def register(
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+    ) -> Cluster: ...
+    def update(self, name: str, changes: dict[str, Any]) -> Cluster: ...
+    def list(self) -> list[Cluster]: ...
+    def check(self, name: str) -> tuple[bool, str]: ...
+    def remove(self, name: str) -> None: ...
+
+
+class LocalClusters:
+    """This machine's store, with the key under the data dir (or CONCURRENT_SECRET_KEY)."""
+
+    def __init__(self, obj: CliContext) -> None:
+        from concurrent_mlflow.store import open_store
+
+        self.store, self.home = open_store(obj.paths.store_url), obj.paths.home
+
+    @property
+    def cipher(self) -> Cipher:
+        """Loaded when credentials are touched: listing must not create a key file."""
+        from concurrent_mlflow.store.crypto import load_cipher
+
+        return load_cipher(self.home)
+
+    def register(
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+    ) -> Cluster:
+        from concurrent_mlflow.store import clusters
+
+        user = os.environ.get("USER") or None
+        return clusters.register(
+            self.store, self.cipher, name, text, context=context, namespace=namespace, image=image, user=user
+        )
+
+    def update(self, name: str, changes: dict[str, Any]) -> Cluster:
+        from concurrent_mlflow.store import clusters
+
+        text = changes.pop("kubeconfig", None)
+        return clusters.update(self.store, self.cipher, name, kubeconfig_text=text, **changes)
+
+    def list(self) -> list[Cluster]:
+        from concurrent_mlflow.store import clusters
+
+        return clusters.list_clusters(self.store)
+
+    def check(self, name: str) -> tuple[bool, str]:
+        from concurrent_mlflow.kube import check_cluster
+
+        result = check_cluster(self.store, self.cipher, name)
+        return result.reachable, result.message
+
+    def remove(self, name: str) -> None:
+        from concurrent_mlflow.store import clusters
+
+        clusters.delete(self.store, name)
+
+
+class RemoteClusters:
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+
+    def register(
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+    ) -> Cluster:
+        body = {"name": name, "kubeconfig": text, "context": context, "namespace": namespace, "image": image}
+        return _from_api(self.api.register_cluster(body))
+
+    def update(self, name: str, changes: dict[str, Any]) -> Cluster:
+        return _from_api(self.api.update_cluster(name, changes))
+
+    def list(self) -> list[Cluster]:
+        return [_from_api(item) for item in self.api.clusters()]
+
+    def check(self, name: str) -> tuple[bool, str]:
+        result = self.api.check_cluster(name)
+        return bool(result["reachable"]), str(result["message"])
+
+    def remove(self, name: str) -> None:
+        self.api.remove_cluster(name)
+
+
+def backend(obj: CliContext) -> ClusterBackend:
+    return RemoteClusters(obj.api()) if obj.server else LocalClusters(obj)
+
+
+KUBECONFIG_OPTION = click.option(
+    "--kubeconfig",
+    "kubeconfig_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].",
+)
 
 
 @click.group()
 def cluster() -> None:
-    """Kubernetes clusters that nodes can run on."""
+    """Kubernetes clusters that nodes can run on: credentials are stored encrypted, never shown."""
+
+
+@cluster.command("add")
+@click.argument("name")
+@KUBECONFIG_OPTION
+@click.option("--context", default=None, help="Kubeconfig context to use [default: its current-context].")
+@click.option("--namespace", default=None, help="Namespace for tasks [default: the context's, else default].")
+@click.option("--image", default=None, help="Container image for tasks on this cluster.")
+@click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
+@click.pass_obj
+def cluster_add(
+    obj: CliContext,
+    name: str,
+    kubeconfig_file: Path | None,
+    context: str | None,
+    namespace: str | None,
+    image: str | None,
+    check: bool,
+) -> None:
+    """Register NAME: one context of a kubeconfig, with the files it refers to inlined, stored encrypted.
+
+    Exec and auth-provider credential plugins are refused (they would run commands on the control
+    plane): use a service-account token (`kubectl create token ...`) or a client certificate.
+    """
+    document = _reduced(kubeconfig_file, context)
+    clusters = backend(obj)
+    chosen = str(document["current-context"])
+    added = clusters.register(name, kubeconfig.dump(document), chosen, namespace, image)
+    console.print(
+        f"[green]Cluster {added.name!r} registered[/]: {escape(added.server)}, context "
+        f"{escape(repr(added.context))}, namespace {added.namespace!r}, auth {added.auth}."
+    )
+    if check:
+        _check(clusters, name, fail=False)
+
+
+@cluster.command("update")
+@click.argument("name")
+@KUBECONFIG_OPTION
+@click.option("--context", default=None, help="Another context (needs --kubeconfig).")
+@click.option("--namespace", default=None, help="Another namespace for tasks.")
+@click.option("--image", default=None, help="Another image; an empty string clears it.")
+@click.pass_obj
+def cluster_update(
+    obj: CliContext,
+    name: str,
+    kubeconfig_file: Path | None,
+    context: str | None,
+    namespace: str | None,
+    image: str | None,
+) -> None:
+    """Change NAME's credentials (--kubeconfig), namespace or image; new credentials forget the last check."""
+    changes: dict[str, Any] = {}
+    if kubeconfig_file is not None:
+        document = _reduced(kubeconfig_file, context)
+        changes["kubeconfig"], context = kubeconfig.dump(document), str(document["current-context"])
+    changes.update({k: v for k, v in (("context", context), ("namespace", namespace)) if v is not None})
+    if image is not None:
+        changes["image"] = image
+    if not changes:
+        raise click.UsageError("Nothing to change: give --kubeconfig, --namespace or --image.")
+    updated = backend(obj).update(name, changes)
+    console.print(f"[green]Cluster {updated.name!r} updated[/]: namespace {updated.namespace!r}.")
+
+
+@cluster.command("list")
+@click.pass_obj
+def cluster_list(obj: CliContext) -> None:
+    """Registered clusters and what their last check found."""
+    found = backend(obj).list()
+    images = any(c.image for c in found)
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("server", overflow="fold")
+    table.add_column("context / namespace", overflow="fold")
+    if images:
+        table.add_column("image", overflow="fold")
+    table.add_column("reachable", no_wrap=True)
+    table.add_column("last check (UTC)", no_wrap=True)
+    table.add_column("message", overflow="fold", ratio=1)
+    for c in found:
+        cells = [c.name, c.server, f"{c.context} / {c.namespace}", *([c.image or ""] if images else [])]
+        checked = c.checked_at.strftime("%Y-%m-%d %H:%M") if c.checked_at else ""
+        table.add_row(*map(escape, cells), MARKS[c.reachable], checked, escape(c.check_message or ""))
+    console.print(table)
+
+
+@cluster.command("check")
+@click.argument("name")
+@click.pass_obj
+def cluster_check(obj: CliContext, name: str) -> None:
+    """Check NAME answers, accepts its credentials and has its namespace; exit 1 if not."""
+    _check(backend(obj), name, fail=True)
+
+
+@cluster.command("remove")
+@click.argument("name")
+@click.pass_obj
+def cluster_remove(obj: CliContext, name: str) -> None:
+    """Forget NAME and its stored credentials (the cluster itself is not touched)."""
+    backend(obj).remove(name)
+    console.print(f"Cluster {name!r} removed.")
+
+
+@cluster.command("rotate-key")
+@click.pass_obj
+def cluster_rotate_key(obj: CliContext) -> None:
+    """Re-encrypt all stored credentials under the first key of CONCURRENT_SECRET_KEY="NEW,OLD".
+
+    Acts on this machine's store (CONCURRENT_STORE or the data dir): run it where the server runs.
+    """
+    from concurrent_mlflow.store import clusters, open_store
+    from concurrent_mlflow.store.crypto import load_cipher
+
+    count = clusters.rotate(open_store(obj.paths.store_url), load_cipher(obj.paths.home))
+    console.print(f"Re-encrypted the credentials of {count} cluster(s) under the first key.")
+
+
+def _reduced(kubeconfig_file: Path | None, context: str | None) -> dict[str, Any]:
+    """The chosen context of the kubeconfig, its cluster and user, with referenced files inlined."""
+    path = kubeconfig_file or _default_kubeconfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"Cannot read the kubeconfig {path}: {exc}") from None
+    reduced = kubeconfig.reduce(kubeconfig.parse(text), context)
+    return kubeconfig.flatten(reduced, path.resolve().parent)
+
+
+def _default_kubeconfig() -> Path:
+    configured = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    path = Path(configured[0] if configured else "~/.kube/config").expanduser()
+    if not path.is_file():
+        raise click.UsageError(f"No kubeconfig at {path}; give one with --kubeconfig FILE.")
+    return path
+
+
+def _check(clusters: ClusterBackend, name: str, *, fail: bool) -> None:
+    reachable, message = clusters.check(name)
+    if reachable:
+        console.print(f"[green]Cluster {name!r} is reachable[/]: {escape(message)}")
+        return
+    err.print(f"[red]Cluster {name!r} is not reachable[/]: {escape(message)}")
+    if fail:
+        sys.exit(1)
+
+
+def _from_api(item: dict[str, Any]) -> Cluster:
+    fields = {**item}
+    for key in ("created_at", "checked_at"):
+        fields[key] = datetime.fromisoformat(item[key]) if item.get(key) else None
+    return Cluster(**{k: fields[k] for k in Cluster.__dataclass_fields__})

@@ -29,9 +29,22 @@ from concurrent_mlflow.cli.base import CliContext, console
 @click.option(
     "--max-parallel", type=click.IntRange(1), default=None, help="Local tasks at once [default: CPUs]."
 )
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(1, 3600),
+    default=15.0,
+    show_default=True,
+    help="Engine lease: with several servers on one store, how soon another takes over from a dead leader.",
+)
 @click.pass_obj
 def server(
-    obj: CliContext, host: str, port: int, auth: bool | None, work_dir: Path | None, max_parallel: int | None
+    obj: CliContext,
+    host: str,
+    port: int,
+    auth: bool | None,
+    work_dir: Path | None,
+    max_parallel: int | None,
+    lease_seconds: float,
 ) -> None:
     """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) and run the engine beside it.
 
@@ -53,6 +66,7 @@ def server(
         auth=auth,
         work_dir=(work_dir or Path.cwd()).resolve(),
         max_parallel=max_parallel,
+        lease_seconds=lease_seconds,
     )
     started_mlflow = False
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")

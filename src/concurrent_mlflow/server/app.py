@@ -10,19 +10,24 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
 from concurrent_mlflow import __version__
 from concurrent_mlflow.engine import Engine, EngineSettings
+from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
+from concurrent_mlflow.executors.base import Executor
 from concurrent_mlflow.executors.local import LocalExecutor
-from concurrent_mlflow.server import problems
+from concurrent_mlflow.server import problems, schemas
+from concurrent_mlflow.server.body_limit import BodyLimit
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
 from concurrent_mlflow.server.loop import EngineLoop
 from concurrent_mlflow.server.routes import clusters, dags, meta, runs, schedules
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import open_store
+from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.tracking import Tracking
 
 API_PREFIX = "/api/v1"
@@ -39,6 +44,7 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
         finally:
             if loop:
                 loop.stop()
+            context.executor.close()
 
     app = FastAPI(
         title="Concurrent for MLflow",
@@ -48,23 +54,41 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
-        max_body_size=context.settings.max_body_bytes,
     )
+    app.add_middleware(BodyLimit, max_bytes=context.settings.max_body_bytes)
     app.state.context = context
     problems.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=schemas.PROBLEM_RESPONSES)
     for module in (meta, dags, runs, schedules, clusters):
         api.include_router(module.router)
     app.include_router(api)
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     return app
 
 
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the problem schema that every documented error response refers to."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        problem = schemas.ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(problem.pop("$defs", {}))
+        components["ProblemDocument"] = problem
+    return app.openapi_schema or {}
+
+
 def build(
-    settings: ServerSettings, paths: Paths, store_url: str, tracking_uri: str, *, engine: bool = True
+    settings: ServerSettings,
+    paths: Paths,
+    store_url: str,
+    tracking_uri: str,
+    *,
+    engine: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[FastAPI, ServerContext]:
     store = open_store(store_url)
     tracking = Tracking(tracking_uri)
-    executor = LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
+    executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
     server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     context = ServerContext(store, tracking, executor, settings, paths, server_id)
     loop = None
@@ -74,11 +98,18 @@ def build(
             max_parallel=settings.max_parallel or os.cpu_count() or 1,
             poll_interval=0.5,
         )
+        starter = stored_dag_starter(store, base_dir=settings.work_dir, cache_dir=paths.cache)
+
+        def fire_schedules() -> None:
+            assert loop is not None
+            fire_due(store, utcnow(), starter, keep_going=loop.still_leader)
+
         loop = EngineLoop(
             Engine(store, tracking, executor, engine_settings),
             server_id,
             lease_seconds=settings.lease_seconds,
             poll_seconds=engine_settings.poll_interval,
+            extra_pass=fire_schedules,
         )
     return create_app(context, loop), context
 

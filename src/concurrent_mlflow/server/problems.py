@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,12 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from concurrent_mlflow.errors import (
     AuthenticationError,
+    ClusterConfigError,
     ConcurrentError,
     ConflictError,
     DagValidationError,
     NotFoundError,
     PermissionDeniedError,
     ProjectError,
+    ScheduleValidationError,
+    SecretKeyError,
     SourceError,
     TrackingError,
 )
@@ -31,15 +36,26 @@ STATUS: list[tuple[type[ConcurrentError], int, str, str]] = [
     (PermissionDeniedError, 403, "forbidden", "Not allowed"),
     (NotFoundError, 404, "not-found", "Not found"),
     (ConflictError, 409, "conflict", "Conflict"),
+    (ScheduleValidationError, 422, "invalid-schedule", "Invalid schedule"),
     (DagValidationError, 422, "invalid-dag", "Invalid DAG"),
     (ProjectError, 422, "invalid-project", "Invalid MLflow project"),
     (SourceError, 422, "invalid-source", "Invalid data source"),
+    (ClusterConfigError, 422, "invalid-cluster", "Invalid cluster configuration"),
     (TrackingError, 502, "mlflow-unavailable", "MLflow unavailable"),
+    (SecretKeyError, 500, "secret-key", "The server's secret key cannot be used"),
     (ConcurrentError, 400, "bad-request", "Bad request"),
 ]
 
 
-def problem(status: int, slug: str, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": PROBLEM_TYPE + slug,
         "title": title,
@@ -47,7 +63,7 @@ def problem(status: int, slug: str, title: str, detail: str, instance: str, **ex
         "detail": detail,
         "instance": instance,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(
         {**body, **extra}, status_code=status, media_type="application/problem+json", headers=headers
     )
@@ -75,9 +91,21 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status_code, "http-error")
-    return problem(
-        exc.status_code, slug, slug.replace("-", " ").capitalize(), str(exc.detail), request.url.path
-    )
+    title = slug.replace("-", " ").capitalize()
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, slug, title, str(exc.detail), request.url.path, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at this path, from the OpenAPI document: Starlette's own Allow header names only
+    the first route whose path matched."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:

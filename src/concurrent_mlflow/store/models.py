@@ -50,7 +50,10 @@ class RunRow(Base):
     dag_name: Mapped[str] = mapped_column(String(100), index=True)
     dag_version: Mapped[int | None]  # None: started from a file, not a stored DAG
     created_by: Mapped[str | None] = mapped_column(String(100))
-    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"),
+        index=True,  # the scheduler reads a schedule's runs
+    )
     window_start: Mapped[datetime | None]  # micro-batch window of a scheduled run
     window_end: Mapped[datetime | None]
     cancel_requested: Mapped[str | None] = mapped_column(Text)  # the reason; the engine acts on it
@@ -140,6 +143,7 @@ class ScheduleRow(Base):
     next_fire_at: Mapped[datetime | None]
     last_fire_at: Mapped[datetime | None]
     queued_fire_at: Mapped[datetime | None]  # overlap=queue: a tick waiting for the running run to end
+    last_error: Mapped[str | None] = mapped_column(Text)  # why the last tick could not start a run
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

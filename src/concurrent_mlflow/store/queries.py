@@ -88,6 +88,7 @@ def list_runs(
     state: str | None,
     offset: int,
     limit: int,
+    schedule_id: int | None = None,
 ) -> tuple[list[RunRow], int]:
     """Runs newest first; `dag_names` limits to the DAGs a caller may read (None: all)."""
     query = select(RunRow)
@@ -97,6 +98,8 @@ def list_runs(
         query = query.where(RunRow.dag_name == dag)
     if state:
         query = query.where(RunRow.state == state)
+    if schedule_id is not None:
+        query = query.where(RunRow.schedule_id == schedule_id)
     with store.transaction() as session:
         total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
         rows = session.scalars(

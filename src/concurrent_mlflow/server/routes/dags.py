@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from concurrent_mlflow.dag import Dag, parse_dag
@@ -31,7 +31,8 @@ def list_dags(
     context: Context,
     caller: Caller,
     search: Annotated[
-        str | None, Query(max_length=100, description="Substring of name or description.")
+        str | None,
+        Query(max_length=100, pattern=r"^[^\x00]*$", description="Substring of name or description."),
     ] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -60,8 +61,12 @@ def create_dag(body: api.DagWrite, context: Context, caller: Caller) -> api.DagV
     openapi_extra=YAML_BODY,
 )
 async def import_dag(request: Request, context: Context, caller: Caller) -> api.DagVersion:
+    raw = await request.body()
+    if len(raw) > api.MAX_YAML:
+        detail = f"The document is {len(raw)} bytes; a DAG document may have at most {api.MAX_YAML}."
+        raise HTTPException(413, detail)
     try:
-        text = (await request.body()).decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DagValidationError([Problem("", f"the document is not UTF-8 text: {exc}")]) from exc
     dag = parse_dag(text, "the imported document")

@@ -10,10 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from concurrent_mlflow.dag import apply_overrides, parse_dag
-from concurrent_mlflow.engine.reconcile import new_run
+from concurrent_mlflow.engine.start import start_stored_run
 from concurrent_mlflow.errors import DagValidationError, NotFoundError, Problem, RunNotFoundError
-from concurrent_mlflow.plan import check_projects
 from concurrent_mlflow.server import schemas as api
 from concurrent_mlflow.server.auth import Caller, readable, require, require_admin
 from concurrent_mlflow.server.context import Context, ServerContext
@@ -34,21 +32,20 @@ FOLLOW_POLL_SECONDS = 0.5
 @router.post("", status_code=201, response_model=api.RunDetail, summary="Start a run of a stored DAG")
 def start_run(body: api.RunStart, context: Context, caller: Caller) -> api.RunDetail:
     require(context, caller, body.dag, "runner")
-    row = catalog.get_version(context.store, body.dag, body.version)
+    catalog.get_version(context.store, body.dag, body.version)  # an unknown DAG is a 404 before all else
     base_dir = context.settings.work_dir
     if body.base_dir is not None:
         require_admin(caller, "choose the directory a run's relative paths resolve against")
         base_dir = FsPath(body.base_dir)
         if not base_dir.is_absolute() or not base_dir.is_dir():
             raise DagValidationError([Problem("base_dir", f"{body.base_dir!r} is not an absolute directory")])
-    dag = apply_overrides(parse_dag(row.yaml, f"DAG {row.name} v{row.version}"), body.overrides)
-    check_projects(dag, base_dir=base_dir, cache_dir=context.paths.cache)
-    run_id = new_run(
+    run_id = start_stored_run(
         context.store,
-        dag,
-        base_dir=base_dir,
+        body.dag,
+        version=body.version,
         overrides=body.overrides,
-        dag_version=row.version,
+        base_dir=base_dir,
+        cache_dir=context.paths.cache,
         created_by=caller.user,
     )
     return _detail(context, run_id)
@@ -60,11 +57,20 @@ def list_runs(
     caller: Caller,
     dag: Annotated[str | None, Query(pattern=api.NAME)] = None,
     state: States = None,
+    schedule: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Only the runs this schedule started.")
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> api.Page[api.RunInfo]:
     rows, total = queries.list_runs(
-        context.store, dag_names=readable(context, caller), dag=dag, state=state, offset=offset, limit=limit
+        context.store,
+        dag_names=readable(context, caller),
+        dag=dag,
+        state=state,
+        schedule_id=schedule,
+        offset=offset,
+        limit=limit,
     )
     items = [_info(context.tracking, row) for row in rows]
     next_offset = offset + len(items) if offset + len(items) < total else None
@@ -184,6 +190,7 @@ def _info(tracking: Tracking, row: RunRow) -> api.RunInfo:
         mlflow_run_id=row.mlflow_run_id,
         experiment_id=row.experiment_id,
         mlflow_url=ui_url(tracking.tracking_uri, row.experiment_id, row.mlflow_run_id),
+        schedule_id=row.schedule_id,
         window_start=row.window_start,
         window_end=row.window_end,
     )

@@ -1,0 +1,214 @@
+"""Registered clusters: where tasks may run. Credentials are stored encrypted and never leave this module
+except through `credentials()`, which the reachability check (and later the Kubernetes executor) calls.
+
+What callers get back is a `Cluster`: the settings and the last check, never the kubeconfig or its key
+material, so an API response or a log line built from it cannot carry a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from concurrent_mlflow import kubeconfig
+from concurrent_mlflow.errors import ClusterConfigError, ClusterNotFoundError, ConflictError
+from concurrent_mlflow.store.crypto import Cipher
+from concurrent_mlflow.store.db import Store
+from concurrent_mlflow.store.models import ClusterRow, utcnow
+
+# A DNS label: cluster names will appear in Kubernetes object labels and MLflow tags.
+NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kind: str
+    context: str
+    namespace: str
+    server: str
+    auth: str
+    image: str | None
+    created_by: str | None
+    created_at: datetime
+    checked_at: datetime | None
+    reachable: bool | None
+    check_message: str | None
+
+
+def validate_name(name: str) -> str:
+    if not re.fullmatch(NAME, name):
+        raise ClusterConfigError(
+            f"name: {name[:80]!r} is not a valid cluster name: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters"
+        )
+    return name
+
+
+def register(
+    store: Store,
+    cipher: Cipher,
+    name: str,
+    kubeconfig_text: str,
+    *,
+    context: str | None = None,
+    namespace: str | None = None,
+    image: str | None = None,
+    user: str | None = None,
+) -> Cluster:
+    """Validate the kubeconfig, keep only the chosen context, store it encrypted; a taken name is refused."""
+    validate_name(name)
+    loaded = kubeconfig.load(kubeconfig_text, context, namespace)
+    row = ClusterRow(name=name, kind="kubernetes", created_by=user)
+    _set_kubeconfig(row, cipher, loaded, _image(image))
+    try:
+        with store.transaction() as session:
+            if session.get(ClusterRow, name) is not None:
+                raise ConflictError(
+                    f"A cluster named {name!r} is registered already; update it "
+                    f"(`concurrent cluster update {name}`) or remove it first."
+                )
+            session.add(row)
+    except IntegrityError:  # registered by someone else between our check and the insert
+        raise ConflictError(f"A cluster named {name!r} is registered already.") from None
+    return _cluster(row)
+
+
+def update(
+    store: Store,
+    cipher: Cipher,
+    name: str,
+    *,
+    kubeconfig_text: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    image: str | None = None,
+) -> Cluster:
+    """Change settings or credentials; None keeps a value, `image=""` clears it. New credentials or a new
+    namespace forget the last check, which no longer says anything about them."""
+    with store.transaction() as session:
+        row = _row(session.get(ClusterRow, name), name)
+        config = dict(row.config)
+        if kubeconfig_text is not None:
+            chosen = context or config["context"]
+            loaded = kubeconfig.load(kubeconfig_text, chosen, namespace or config["namespace"])
+            _set_kubeconfig(row, cipher, loaded, config.get("image"))
+        elif context is not None and context != config["context"]:
+            raise ClusterConfigError(
+                f"context: cluster {name!r} stores only context {config['context']!r}; to use {context!r} "
+                "give the kubeconfig that has it as well"
+            )
+        elif namespace is not None:
+            loaded = kubeconfig.validate(_decrypt(row, cipher), namespace)
+            row.config = {**config, "namespace": loaded.namespace}
+            _forget_check(row)
+        if image is not None:
+            row.config = {**row.config, "image": _image(image) if image else None}
+        session.flush()
+        return _cluster(row)
+
+
+def get(store: Store, name: str) -> Cluster:
+    with store.transaction() as session:
+        return _cluster(_row(session.get(ClusterRow, name), name))
+
+
+def list_clusters(store: Store) -> list[Cluster]:
+    with store.transaction() as session:
+        return [_cluster(row) for row in session.scalars(select(ClusterRow).order_by(ClusterRow.name))]
+
+
+def delete(store: Store, name: str) -> None:
+    with store.transaction() as session:
+        session.delete(_row(session.get(ClusterRow, name), name))
+
+
+def credentials(store: Store, cipher: Cipher, name: str) -> dict[str, Any]:
+    """The decrypted single-context kubeconfig: for talking to the cluster, never for showing."""
+    with store.transaction() as session:
+        return _decrypt(_row(session.get(ClusterRow, name), name), cipher)
+
+
+def record_check(
+    store: Store, name: str, reachable: bool, message: str, at: datetime | None = None
+) -> Cluster:
+    with store.transaction() as session:
+        row = _row(session.get(ClusterRow, name), name)
+        row.reachable, row.check_message, row.checked_at = reachable, message[:2000], at or utcnow()
+        return _cluster(row)
+
+
+def rotate(store: Store, cipher: Cipher) -> int:
+    """Re-encrypt every cluster's credentials under the cipher's first key; how many were rewritten."""
+    with store.transaction() as session:
+        rows = [row for row in session.scalars(select(ClusterRow)) if row.secret is not None]
+        for row in rows:
+            assert row.secret is not None
+            row.secret = cipher.rotate(row.secret, f"the credentials of cluster {row.name!r}")
+    return len(rows)
+
+
+def _set_kubeconfig(
+    row: ClusterRow, cipher: Cipher, loaded: kubeconfig.Kubeconfig, image: str | None
+) -> None:
+    row.secret = cipher.encrypt(json.dumps(loaded.document, sort_keys=True).encode())
+    row.config = {
+        "context": loaded.context,
+        "namespace": loaded.namespace,
+        "server": loaded.server,
+        "auth": loaded.auth,
+        "image": image,
+    }
+    _forget_check(row)
+
+
+def _forget_check(row: ClusterRow) -> None:
+    row.reachable, row.check_message, row.checked_at = None, None, None
+
+
+def _decrypt(row: ClusterRow, cipher: Cipher) -> dict[str, Any]:
+    if row.secret is None:
+        raise ClusterConfigError(
+            f"Cluster {row.name!r} has no stored credentials; update it with a kubeconfig."
+        )
+    document: dict[str, Any] = json.loads(
+        cipher.decrypt(row.secret, f"the credentials of cluster {row.name!r}")
+    )
+    return document
+
+
+def _image(image: str | None) -> str | None:
+    if image is not None and not re.fullmatch(IMAGE, image):
+        raise ClusterConfigError(f"image: {image[:80]!r} is not a container image reference")
+    return image
+
+
+def _row(row: ClusterRow | None, name: str) -> ClusterRow:
+    if row is None:
+        raise ClusterNotFoundError(f"No cluster named {name!r}; `concurrent cluster list` shows them.")
+    return row
+
+
+def _cluster(row: ClusterRow) -> Cluster:
+    config = row.config or {}
+    return Cluster(
+        name=row.name,
+        kind=row.kind,
+        context=str(config.get("context", "")),
+        namespace=str(config.get("namespace", "")),
+        server=str(config.get("server", "")),
+        auth=str(config.get("auth", "")),
+        image=config.get("image"),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        checked_at=row.checked_at,
+        reachable=row.reachable,
+        check_message=row.check_message,
+    )
