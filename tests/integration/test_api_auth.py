@@ -101,14 +101,7 @@ def full_logs(plane: ControlPlane) -> str:
 @pytest.fixture(scope="module")
 def world(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("api-auth")
-    plane = ControlPlane(
-        home=root / "home",
-        store_url=str(root / "store.db"),
-        tracking_uri=mlflow_server.url,
-        work_dir=root,
-        args=["--auth"],
-        env={"CONCURRENT_CACHE": str(root.parent / "shared-cache")},
-    )
+    plane = ControlPlane.under(root, mlflow_server.url, "--auth")
     try:
         plane.start()
         with ThreadPoolExecutor(max_workers=len(USERS)) as pool:

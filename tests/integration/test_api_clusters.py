@@ -123,14 +123,7 @@ def assert_problem(response: httpx.Response, status: int, slug: str | None = Non
 @pytest.fixture(scope="module")
 def world(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("api-clusters")
-    plane = ControlPlane(
-        home=root / "home",
-        store_url=str(root / "store.db"),
-        tracking_uri=mlflow_server.url,
-        work_dir=root,
-        args=["--auth"],
-        env={"CONCURRENT_CACHE": str(root.parent / "shared-cache"), "CONCURRENT_SECRET_KEY": ""},
-    )
+    plane = ControlPlane.under(root, mlflow_server.url, "--auth", CONCURRENT_SECRET_KEY="")
     try:
         plane.start()
         tokens = {}

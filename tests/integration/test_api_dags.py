@@ -28,13 +28,7 @@ MAX_BODY = 1024 * 1024
 def plane(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Like the `control_plane` fixture (SQLite store, auth off on loopback), once for the module."""
     root = tmp_path_factory.mktemp("api-dags")
-    server = ControlPlane(
-        home=root / "home",
-        store_url=str(root / "store.db"),
-        tracking_uri=mlflow_server.url,
-        work_dir=root,
-        env={"CONCURRENT_CACHE": str(root.parent / "shared-cache")},
-    )
+    server = ControlPlane.under(root, mlflow_server.url)
     try:
         yield server.start()
     finally:

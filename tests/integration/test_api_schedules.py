@@ -36,14 +36,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def server(mlflow_server: MlflowServer, root: Path, *args: str) -> ControlPlane:
-    return ControlPlane(
-        home=root / "home",
-        store_url=str(root / "store.db"),
-        tracking_uri=mlflow_server.url,
-        work_dir=root,
-        args=list(args),
-        env={"CONCURRENT_CACHE": str(root.parent / "shared-cache")},
-    )
+    return ControlPlane.under(root, mlflow_server.url, *args)
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,7 @@ class Seeded:
 def seeded(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """A server (auth off) holding one DAG and one finished, successful run of it."""
     root = tmp_path_factory.mktemp("api-fuzz")
-    plane = ControlPlane(
-        home=root / "home",
-        store_url=str(root / "store.db"),
-        tracking_uri=mlflow_server.url,
-        work_dir=root,
-        env={"CONCURRENT_CACHE": str(root.parent / "shared-cache")},
-    )
+    plane = ControlPlane.under(root, mlflow_server.url)
     try:
         plane.start()
         make_files(root / "data", {"only.txt": "fuzz me\n"})

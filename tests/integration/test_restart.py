@@ -60,6 +60,7 @@ def kill_and_restart_until_done(plane: ControlPlane, run_id: str, rng: random.Ra
     return kills
 
 
+@pytest.mark.timeout(45 * 60)
 def test_a_run_survives_repeated_kill_9_of_the_server(
     make_control_plane: MakeControlPlane, tmp_path: Path
 ) -> None:

@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
@@ -45,6 +47,7 @@ class EngineSettings:
     retry_backoff: float = 1.0  # seconds before the first retry; doubles per attempt
     max_backoff: float = 60.0
     dispatch_batch: int = 256  # launches per run per pass, so a pass (and the server's lease) stays short
+    mlflow_threads: int = 8  # launches and endings in flight at once: each is a few MLflow round trips
 
 
 def new_run(
@@ -78,6 +81,7 @@ class Engine:
         self, store: Store, tracking: Tracking, executor: Executor, settings: EngineSettings
     ) -> None:
         self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
+        self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
         self._dags: dict[str, Dag] = {}
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
 
@@ -182,19 +186,30 @@ class Engine:
 
     def _observe(self, run: RunRow) -> None:
         partitions = {s.node_id: s.partitions or 1 for s in reads.stages(self.store, run.id)}
+        work: list[Callable[[], None]] = []
         for task, attempt in reads.active_attempts(self.store, run.id):
             if attempt.mlflow_run_id is None or not attempt.handle:
-                self._launch(run, task, attempt.id, attempt.mlflow_run_id, partitions[task.node_id], True)
+                count = partitions[task.node_id]
+                work.append(partial(self._launch, run, task, attempt.id, attempt.mlflow_run_id, count, True))
                 continue
             seen = self.executor.observe(attempt.handle)
             if seen.phase == "running" and attempt.state == S.QUEUED:
                 tx.mark_running(self.store, attempt.id)
             if seen.phase in ("exited", "lost"):
-                self._finish(task, attempt, seen)
+                work.append(partial(self._finish, task, attempt, seen))
             elif self._timed_out(run.id, task, attempt):
                 self.executor.cancel(attempt.handle)
                 timeout = self._dag(run.id).timeout(self._task_node(run.id, task))
                 self._end_attempt(task, attempt, S.FAILED, None, f"timed out after {timeout:g}s", "KILLED")
+        self._in_parallel(work)
+
+    def _in_parallel(self, work: list[Callable[[], None]]) -> None:
+        """Run launches or endings side by side (each is a few MLflow round trips and its own transactions);
+        all of them run even if one fails, then the first failure is raised for the pass to report."""
+        futures = [self._pool.submit(job) for job in work]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            raise errors[0]
 
     def _finish(self, task: TaskRow, attempt: AttemptRow, seen: Observation) -> None:
         assert attempt.mlflow_run_id
@@ -340,6 +355,7 @@ class Engine:
             return
         counts = reads.task_counts(self.store, run.id)
         now = utcnow()
+        launches: list[Callable[[], None]] = []
         for stage in reads.stages(self.store, run.id):
             states = counts.get(stage.id)
             if stage.state != S.RUNNING or not states or free <= 0:
@@ -352,8 +368,11 @@ class Engine:
             for task in reads.ready_tasks(self.store, stage.id, now, max(room, 0)):
                 attempt_id = tx.reserve_attempt(self.store, task.id, executor=self.executor.name)
                 task.attempts += 1  # as reserve_attempt just stored it: the new attempt's number
-                self._launch(run, task, attempt_id, None, stage.partitions or 1, False)
+                launches.append(
+                    partial(self._launch, run, task, attempt_id, None, stage.partitions or 1, False)
+                )
                 free -= 1
+        self._in_parallel(launches)
 
     def _launch(
         self,

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +51,7 @@ class ForkServer:
     def __init__(self) -> None:
         self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._process: subprocess.Popen[bytes] | None = None
+        self._starting = threading.Lock()  # the engine launches from several threads
 
     @property
     def pid(self) -> int | None:
@@ -74,8 +76,11 @@ class ForkServer:
             self._process = None
 
     def _ensure_started(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            return
+        with self._starting:
+            if self._process is None or self._process.poll() is not None:
+                self._start()
+
+    def _start(self) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name],
             stdin=subprocess.DEVNULL,
