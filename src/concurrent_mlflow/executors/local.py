@@ -117,11 +117,11 @@ class LocalExecutor:
             raise ExecutorError(
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"
             ) from exc
-        started = forkserver.start_time(pid)
+        # The child wrote its pid file before the fork server answered; it names the process even if it
+        # has already ended.
         recorded = forkserver.read_pid_file(log_path)
-        if started is None and recorded is not None:  # it ended already; its own record says which process
-            started = recorded[1]
-        return _handle(pid, launch.child_run_id, log_path, started=started or 0), str(log_path)
+        started = recorded[1] if recorded and recorded[0] == pid else forkserver.start_time(pid) or 0
+        return _handle(pid, launch.child_run_id, log_path, started=started), str(log_path)
 
     def observe(self, handle: dict[str, Any]) -> Observation:
         pid = int(handle["pid"])
