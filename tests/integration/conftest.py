@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,9 @@ RunDag = Callable[..., Finished]
 
 
 @pytest.fixture
-def run_dag(tracking_env: Path, tmp_path: Path) -> RunDag:
+def run_dag(tracking_env: Path, tmp_path: Path) -> Iterator[RunDag]:
     """Write a DAG (`{toolbox}` expands to the test project) beside `tmp_path`, run it to its end."""
+    opened: list[Engine] = []
 
     def run(
         yaml_text: str,
@@ -71,6 +72,7 @@ def run_dag(tracking_env: Path, tmp_path: Path) -> RunDag:
     ) -> Finished:
         paths = Paths(tracking_env)
         engine, store = open_engine(paths, _tracking_uri(), max_parallel)
+        opened.append(engine)
         if retry_of:
             engine.retry(retry_of)
             run_id = retry_of
@@ -85,7 +87,9 @@ def run_dag(tracking_env: Path, tmp_path: Path) -> RunDag:
         assert view is not None
         return Finished(run_id, state, view, engine, store, MlflowClient(_tracking_uri()))
 
-    return run
+    yield run
+    for engine in opened:
+        engine.close()  # its fork server, which would otherwise live as long as pytest
 
 
 def _tracking_uri() -> str:

@@ -146,8 +146,21 @@ edges:
     assert statuses == {"KILLED"}
     parent_id = children[0].data.tags["mlflow.parentRunId"]
     assert client.get_run(parent_id).info.status == "KILLED"
-    leftover = subprocess.run(["pgrep", "-f", "transform.py"], capture_output=True, text=True).stdout.split()
-    assert leftover == [], "no task process may outlive the cancel"
+    assert processes_of({r.info.run_id for r in children}) == [], "no task process may outlive the cancel"
+
+
+def processes_of(child_runs: set[str]) -> list[int]:
+    """Live processes of these child runs: tasks carry MLFLOW_RUN_ID in their environment (only ours,
+    whatever else runs on the machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if any(f"MLFLOW_RUN_ID={run}".encode() in environ for run in child_runs):
+            found.append(int(entry.name))
+    return found
 
 
 def test_demo_runs_the_bundled_dag_end_to_end(tracking_env: Path, tmp_path: Path) -> None:

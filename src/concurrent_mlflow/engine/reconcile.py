@@ -17,7 +17,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -82,6 +83,7 @@ class Engine:
     ) -> None:
         self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
+        self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
 
@@ -134,6 +136,11 @@ class Engine:
                 still_open += 1
         return still_open
 
+    def close(self) -> None:
+        """Let in-flight launches finish, then release the executor's helpers (tasks keep running)."""
+        self._pool.shutdown(wait=True)
+        self.executor.close()
+
     def retry(self, run_id: str) -> int:
         """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
         reset = tx.reset_for_retry(self.store, run_id)
@@ -144,6 +151,9 @@ class Engine:
         return reset
 
     def cancel(self, run_id: str, reason: str) -> None:
+        # A Ctrl-C can land while launches are in flight: let them finish first, so that every worker
+        # started has its handle recorded and is stopped below, not left running unseen.
+        futures.wait(self._inflight)
         for task, attempt in reads.active_attempts(self.store, run_id):
             if attempt.handle:
                 self.executor.cancel(attempt.handle)
@@ -206,8 +216,9 @@ class Engine:
     def _in_parallel(self, work: list[Callable[[], None]]) -> None:
         """Run launches or endings side by side (each is a few MLflow round trips and its own transactions);
         all of them run even if one fails, then the first failure is raised for the pass to report."""
-        futures = [self._pool.submit(job) for job in work]
-        errors = [error for future in futures if (error := future.exception()) is not None]
+        submitted = [self._pool.submit(job) for job in work]
+        self._inflight = submitted
+        errors = [error for future in submitted if (error := future.exception()) is not None]
         if errors:
             raise errors[0]
 
