@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +105,24 @@ def make_files(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+def fan_in_dag(name: str, partitions: int, *, retries: int | None = 0, **params: object) -> str:
+    """raw files -> `upper` (toolbox transform, `partitions` partitions, `params`) -> `total` (gather)."""
+    parameters = ", ".join(f"{k}: {json.dumps(v)}" for k, v in params.items())
+    retry_line = f"\n    retries: {retries}" if retries is not None else ""
+    return f"""
+name: {name}
+nodes:
+  - {{id: raw, kind: source, uri: data}}
+  - id: upper
+    kind: project
+    project: "{TOOLBOX}"
+    entry_point: transform
+    partitions: {partitions}{retry_line}
+    parameters: {{{parameters}}}
+  - {{id: total, kind: project, project: "{TOOLBOX}", entry_point: count}}
+edges:
+  - {{from: raw, to: upper, input: text, partitioner: file}}
+  - {{from: upper, to: total, input: upper, partitioner: gather}}
+"""

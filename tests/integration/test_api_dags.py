@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.control_plane import ControlPlane
+from tests.fixtures.control_plane import ControlPlane, started
 from tests.fixtures.mlflow_server import MlflowServer
 from tests.integration.conftest import TOOLBOX
 
@@ -27,12 +27,8 @@ MAX_BODY = 1024 * 1024
 @pytest.fixture(scope="module")
 def plane(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Like the `control_plane` fixture (SQLite store, auth off on loopback), once for the module."""
-    root = tmp_path_factory.mktemp("api-dags")
-    server = ControlPlane.under(root, mlflow_server.url)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with started(ControlPlane.under(tmp_path_factory.mktemp("api-dags"), mlflow_server.url)) as plane:
+        yield plane
 
 
 @pytest.fixture

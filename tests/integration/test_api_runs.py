@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,29 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.fixtures.control_plane import ControlPlane
-from tests.integration.conftest import TOOLBOX, make_files
+from tests.integration.conftest import fan_in_dag as dag_yaml
+from tests.integration.conftest import make_files
 
 pytestmark = pytest.mark.integration
-
-
-def dag_yaml(name: str, partitions: int, **params: object) -> str:
-    parameters = ", ".join(f"{k}: {json.dumps(v)}" for k, v in params.items())
-    return f"""
-name: {name}
-nodes:
-  - {{id: raw, kind: source, uri: data}}
-  - id: upper
-    kind: project
-    project: "{TOOLBOX}"
-    entry_point: transform
-    partitions: {partitions}
-    retries: 0
-    parameters: {{{parameters}}}
-  - {{id: total, kind: project, project: "{TOOLBOX}", entry_point: count}}
-edges:
-  - {{from: raw, to: upper, input: text, partitioner: file}}
-  - {{from: upper, to: total, input: upper, partitioner: gather}}
-"""
 
 
 def start(api: httpx.Client, plane: ControlPlane, yaml_text: str, **overrides: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from concurrent_mlflow.store import access, open_store
-from tests.fixtures.control_plane import ControlPlane
+from tests.fixtures.control_plane import ControlPlane, started
 from tests.fixtures.mlflow_server import MlflowServer
 from tests.integration.conftest import TOOLBOX, make_files
 
@@ -35,18 +35,11 @@ EVERY_5_SECONDS = "* * * * * */5"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def server(mlflow_server: MlflowServer, root: Path, *args: str) -> ControlPlane:
-    return ControlPlane.under(root, mlflow_server.url, *args)
-
-
 @pytest.fixture(scope="module")
 def plane(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One server (SQLite store, auth off on loopback) for the module."""
-    plane = server(mlflow_server, tmp_path_factory.mktemp("api-schedules"))
-    try:
-        yield plane.start()
-    finally:
-        plane.stop()
+    with started(ControlPlane.under(tmp_path_factory.mktemp("api-schedules"), mlflow_server.url)) as plane:
+        yield plane
 
 
 @pytest.fixture
@@ -247,7 +240,7 @@ def test_bad_requests_are_refused_with_a_problem_naming_the_field(api: httpx.Cli
 def test_editors_manage_schedules_and_readers_only_see_them(
     mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    plane = server(mlflow_server, tmp_path_factory.mktemp("api-schedules-auth"), "--auth")
+    plane = ControlPlane.under(tmp_path_factory.mktemp("api-schedules-auth"), mlflow_server.url, "--auth")
     try:
         plane.start()
         store = open_store(plane.store_url)

@@ -11,30 +11,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.fixtures.control_plane import ControlPlane, MakeControlPlane
-from tests.integration.conftest import TOOLBOX, make_files
+from tests.integration.conftest import fan_in_dag, make_files
 
 pytestmark = pytest.mark.integration
 
 LEASE_SECONDS = 3
 PARTITIONS = 4
-
-
-def dag_yaml(name: str, sleep: float) -> str:
-    return f"""
-name: {name}
-nodes:
-  - {{id: raw, kind: source, uri: data}}
-  - id: upper
-    kind: project
-    project: "{TOOLBOX}"
-    entry_point: transform
-    partitions: {PARTITIONS}
-    parameters: {{sleep: {sleep}}}
-  - {{id: total, kind: project, project: "{TOOLBOX}", entry_point: count}}
-edges:
-  - {{from: raw, to: upper, input: text, partitioner: file}}
-  - {{from: upper, to: total, input: upper, partitioner: gather}}
-"""
 
 
 def leader_of(*planes: ControlPlane) -> tuple[ControlPlane, ControlPlane]:
@@ -75,14 +57,18 @@ def test_two_servers_share_a_store_and_the_survivor_finishes_the_leaders_run(
 
     # Written through one server, read through the other: they share one store.
     with follower.client() as api:
-        api.post("/dags", json={"yaml": dag_yaml("shared", sleep=0)}).raise_for_status()
+        api.post(
+            "/dags", json={"yaml": fan_in_dag("shared", PARTITIONS, retries=None, sleep=0)}
+        ).raise_for_status()
         quick = api.post("/runs", json={"dag": "shared"}).raise_for_status().json()
     done = leader.wait_for_run(quick["id"])
     assert done["state"] == "succeeded", (done, leader.logs(), follower.logs())
     assert leader_of(first, second) == (leader, follower)  # the lease stayed put while its holder lived
 
     with leader.client() as api:
-        api.put("/dags/shared", json={"yaml": dag_yaml("shared", sleep=3)}).raise_for_status()
+        api.put(
+            "/dags/shared", json={"yaml": fan_in_dag("shared", PARTITIONS, retries=None, sleep=3)}
+        ).raise_for_status()
         slow = api.post("/runs", json={"dag": "shared"}).raise_for_status().json()
         deadline = time.monotonic() + 120
         while api.get(f"/runs/{slow['id']}/tasks", params={"state": "succeeded"}).json()["total"] < 1:

@@ -64,7 +64,6 @@ class LocalExecutor:
             return _handle(forked[0], launch.child_run_id, log_path, started=forked[1]), str(log_path)
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and _is_our_worker(int(entry.name), launch.child_run_id):
-                log_path = self._log_path(launch)
                 return _handle(int(entry.name), launch.child_run_id, log_path), str(log_path)
         return None
 
