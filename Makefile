@@ -5,18 +5,22 @@ UV_VERSION := 0.13.8
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install install-dev
+.PHONY: demo test lint install install-dev testbed-build
 
 demo: install  ## Run the bundled 4-stage demo DAG on this machine (local executor, local MLflow).
 	$(UV) run --frozen --no-sync concurrent demo
 
-test: install-dev lint  ## Lint, type-check and run the whole test suite.
+test: install-dev lint testbed-build  ## Lint, type-check and run the whole test suite.
 	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
 
 lint: install-dev
-	$(UV) run --frozen --no-sync ruff check src tests bench
-	$(UV) run --frozen --no-sync ruff format --check src tests bench
+	$(UV) run --frozen --no-sync ruff check src tests bench scripts
+	$(UV) run --frozen --no-sync ruff format --check src tests bench scripts
 	$(UV) run --frozen --no-sync mypy
+
+# The k8s tests' control plane: binaries built from the Go module proxy once, then cached (~7 min cold).
+testbed-build: install-dev
+	scripts/k8s-testbed build
 
 install: $(UV)
 	$(UV) sync --frozen --no-dev --inexact

@@ -1,0 +1,88 @@
+"""The real Kubernetes control plane of scripts/k8s-testbed, started once for the k8s tests.
+
+`make test` builds the testbed's binaries first (`scripts/k8s-testbed build`), so starting one here takes
+seconds. Where Go or the build is unavailable the k8s tests are skipped with a loud reason, except under
+CI (`CI=true`), where that is an error: CI must run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTBED = ROOT / "scripts" / "k8s-testbed"
+NAMESPACE = "concurrent"
+
+
+@dataclass(frozen=True)
+class Testbed:
+    __test__ = False  # not a test class, despite the name
+
+    name: str
+    port: int
+    state: Path
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state / "admin.kubeconfig"
+
+    @property
+    def tenant_kubeconfig(self) -> Path:
+        return self.state / "tenant.kubeconfig"
+
+    def kubeconfig_text(self, user: str = "admin") -> str:
+        return (self.state / f"{user}.kubeconfig").read_text()
+
+    def kubeconfig_document(self, user: str = "admin") -> dict[str, object]:
+        document: dict[str, object] = yaml.safe_load(self.kubeconfig_text(user))
+        return document
+
+    def restart_apiserver(self) -> None:
+        _testbed("restart-apiserver", "--name", self.name)
+
+
+def _testbed(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(TESTBED), *args], capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"k8s-testbed {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _start(name: str, port: int) -> Iterator[Testbed]:
+    try:
+        _testbed("up", "--name", name, "--port", str(port), "--nodes", "2")
+    except (RuntimeError, OSError) as exc:
+        message = f"KUBERNETES TESTS NOT RUN: the testbed did not start: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run them)")
+        pytest.skip(message)
+    state = Path(json.loads(_testbed("env", "--name", name, "--json").stdout)["state"])
+    try:
+        yield Testbed(name, port, state)
+    finally:
+        _testbed("down", "--name", name, "--keep")
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    yield from _start("pytest-a", 26443)
+
+
+@pytest.fixture(scope="session")
+def second_testbed() -> Iterator[Testbed]:
+    """An independent second cluster (its own etcd, API server, controllers and nodes)."""
+    yield from _start("pytest-b", 26463)
+
+
+def python_on_path() -> str:
+    """The PATH the harness gives pods: this interpreter's bin dir first, so `python` is ours."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
