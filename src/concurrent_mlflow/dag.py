@@ -20,6 +20,9 @@ from concurrent_mlflow.errors import DagValidationError, Problem
 NODE_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
+CLUSTER_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# A Kubernetes resource quantity: 2, 0.5, 500m, 4Gi, 1e3 ...
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 
 
 class _Model(BaseModel):
@@ -70,11 +73,48 @@ class SourceNode(_NodeBase):
     )
 
 
+class Resources(_Model):
+    """What one partition's pod asks of a Kubernetes node (requests and limits alike)."""
+
+    cpu: str | None = Field(None, pattern=QUANTITY, description="CPU cores: `2`, `0.5`, `500m`.")
+    memory: str | None = Field(None, pattern=QUANTITY, description="Memory: `4Gi`, `512Mi`.")
+    gpu: int | None = Field(None, ge=0, le=64, description="NVIDIA GPUs (`nvidia.com/gpu`).")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class Toleration(_Model):
+    """A Kubernetes toleration, as in a pod spec."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, alias="tolerationSeconds", ge=0)
+
+
 class _TaskNode(_NodeBase):
     partitions: int | None = Field(None, ge=1, le=1_000_000, description="Number of partitions (tasks).")
     parallelism: int | None = Field(None, ge=1, description="At most this many partitions run at once.")
     retries: int | None = Field(None, ge=0, le=100, description="Extra attempts per failed partition.")
     timeout: float | None = Field(None, gt=0, description="Seconds one attempt may run before it is killed.")
+    cluster: str | None = Field(
+        None,
+        pattern=CLUSTER_NAME,
+        description="Run the partitions as pods on this registered Kubernetes cluster "
+        "(default: on this machine).",
+    )
+    clusters: dict[str, int] | None = Field(
+        None, description="Spread the partitions over several registered clusters, in proportion to weights."
+    )
+    resources: Resources | None = Field(None, description="Kubernetes: CPU, memory and GPUs per partition.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Kubernetes: labels a node must have to run the partitions."
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Kubernetes: taints tolerated.")
 
 
 class ProjectNode(_TaskNode):
@@ -112,6 +152,7 @@ class Defaults(_Model):
     retries: int = Field(0, ge=0, le=100)
     timeout: float | None = Field(None, gt=0)
     env_manager: Literal["local", "uv", "virtualenv", "conda"] = "local"
+    cluster: str | None = Field(None, pattern=CLUSTER_NAME, description="Cluster of nodes that name none.")
 
 
 class Dag(_Model):
@@ -162,6 +203,13 @@ class Dag(_Model):
 
     def env_manager(self, node: ProjectNode) -> str:
         return node.env_manager or self.defaults.env_manager
+
+    def placement(self, node: TaskNode) -> dict[str, int]:
+        """The clusters a node's partitions run on, with their weights; empty: on this machine."""
+        if node.clusters:
+            return dict(node.clusters)
+        cluster = node.cluster or self.defaults.cluster
+        return {cluster: 1} if cluster else {}
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
@@ -291,8 +339,35 @@ def _node_problems(dag: Dag) -> list[Problem]:
         if node.id in seen:
             problems.append(Problem(f"nodes.{node.id}", "duplicate node id"))
         seen.add(node.id)
+        if not isinstance(node, SourceNode):
+            problems += _placement_problems(dag, node)
     if not dag.nodes:
         problems.append(Problem("nodes", "a DAG needs at least one node"))
+    return problems
+
+
+def _placement_problems(dag: Dag, node: TaskNode) -> list[Problem]:
+    where = f"nodes.{node.id}"
+    problems: list[Problem] = []
+    if node.cluster and node.clusters:
+        problems.append(
+            Problem(f"{where}.clusters", "set either `cluster` or `clusters` (weights), not both")
+        )
+    for name, weight in (node.clusters or {}).items():
+        if not re.match(CLUSTER_NAME, name):
+            problems.append(Problem(f"{where}.clusters.{name}", "is not a valid cluster name"))
+        if weight < 1:
+            problems.append(Problem(f"{where}.clusters.{name}", "weight must be a positive integer"))
+    kubernetes_only = [
+        field for field in ("resources", "node_selector", "tolerations") if getattr(node, field)
+    ]
+    if kubernetes_only and not dag.placement(node):
+        problems.append(
+            Problem(
+                f"{where}.{kubernetes_only[0]}",
+                "applies to pods on Kubernetes, but this node runs on this machine: set `cluster`",
+            )
+        )
     return problems
 
 

@@ -7,7 +7,9 @@ cluster answers in seconds. What a check reports is scrubbed of every credential
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -28,9 +30,9 @@ if TYPE_CHECKING:
 
 TIMEOUT_SECONDS = 5.0
 MAX_MESSAGE = 500
-# The client caches the key files it writes by content, process-wide; one check at a time keeps one
-# check's clean-up from removing files another is using.
-_CLIENT_LOCK = threading.Lock()
+_CLIENT_LOCK = threading.Lock()  # the kubeconfig loader's file cache is process-wide
+_KEY_DIR: str | None = None
+secret_values = kubeconfig.secret_values
 _BEARER = re.compile(r"(?i)(bearer|basic)\s+[^\s'\",]+")
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.S)
 
@@ -68,7 +70,7 @@ def check(document: dict[str, Any], namespace: str, timeout: float = TIMEOUT_SEC
     secrets = kubeconfig.secret_values(document)
     server = document["clusters"][0]["cluster"].get("server", "?")
     try:
-        with _CLIENT_LOCK, api_client(document) as client:
+        with api_client(document) as client:
             version = _version(client, timeout)
             note = _namespace(client, namespace, timeout)
     except _Unreachable as exc:
@@ -80,21 +82,41 @@ def check(document: dict[str, Any], namespace: str, timeout: float = TIMEOUT_SEC
 
 @contextmanager
 def api_client(document: dict[str, Any]) -> Iterator[ApiClient]:
-    """A client for one single-context kubeconfig; its key files live in a private directory until exit."""
+    """A short-lived client for one single-context kubeconfig, with no retries (a check must answer fast)."""
+    client = _new_client(document, retries=0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def persistent_client(document: dict[str, Any]) -> ApiClient:
+    """A client for the executor: it lives as long as the executor, with the library's default retries."""
+    return _new_client(document, retries=None)
+
+
+def _new_client(document: dict[str, Any], retries: int | None) -> ApiClient:
     from kubernetes import config
     from kubernetes.client import ApiClient, Configuration
 
-    with tempfile.TemporaryDirectory(prefix="concurrent-kube-") as scratch:  # mode 0700
-        configuration = Configuration()
-        configuration.retries = 0  # a check must answer fast; the executor will retry at its own pace
+    configuration = Configuration()
+    if retries is not None:
+        configuration.retries = retries
+    # The loader writes key material to files it caches by content for the life of the process, so they
+    # go in one private directory that lives as long as the process (removed at exit).
+    with _CLIENT_LOCK:
         config.load_kube_config_from_dict(
-            document, client_configuration=configuration, persist_config=False, temp_file_path=scratch
+            document, client_configuration=configuration, persist_config=False, temp_file_path=_key_dir()
         )
-        client = ApiClient(configuration)
-        try:
-            yield client
-        finally:
-            client.close()
+    return ApiClient(configuration)
+
+
+def _key_dir() -> str:
+    global _KEY_DIR
+    if _KEY_DIR is None:
+        _KEY_DIR = tempfile.mkdtemp(prefix="concurrent-kube-")  # mode 0700
+        atexit.register(shutil.rmtree, _KEY_DIR, True)
+    return _KEY_DIR
 
 
 def describe(exc: BaseException) -> str:

@@ -161,6 +161,10 @@ class Tracking:
         if batch:
             self._call("log params", lambda: self._log_batch(mlflow_run_id, batch, []))
 
+    def set_tags(self, mlflow_run_id: str, tags: Mapping[str, str]) -> None:
+        batch = [RunTag(k, v) for k, v in sorted(tags.items())]
+        self._call("set tags", lambda: self._log_batch(mlflow_run_id, [], batch))
+
     def terminate(self, mlflow_run_id: str, status: str, current: str | None = None) -> None:
         """Set a run's final status. FINISHED only closes an open run; FAILED and KILLED also overrule a
         FINISHED that user code set itself (`with mlflow.start_run()` ends the run before our outputs).

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,20 +71,38 @@ def _start(name: str, port: int) -> Iterator[Testbed]:
     try:
         yield Testbed(name, port, state)
     finally:
-        _testbed("down", "--name", name, "--keep")
+        _testbed("down", "--name", name)
+
+
+def _free_base_port() -> int:
+    """A base port P with P..P+5 free on loopback (the testbed's components use six)."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000, 10)
+        try:
+            for port in range(base, base + 6):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no six free ports in a row")
 
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    yield from _start("pytest-a", 26443)
+    yield from _start(f"pytest-{os.getpid()}-a", _free_base_port())
 
 
 @pytest.fixture(scope="session")
 def second_testbed() -> Iterator[Testbed]:
     """An independent second cluster (its own etcd, API server, controllers and nodes)."""
-    yield from _start("pytest-b", 26463)
+    yield from _start(f"pytest-{os.getpid()}-b", _free_base_port())
 
 
 def python_on_path() -> str:
     """The PATH the harness gives pods: this interpreter's bin dir first, so `python` is ours."""
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+# The integration suite's DAG runner, for DAGs whose nodes run on the testbed.
+from tests.integration.conftest import run_dag  # noqa: E402, F401

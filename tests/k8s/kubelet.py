@@ -58,7 +58,7 @@ class Kubelet:
         self.api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
         self.leases = client.CoordinationV1Api(self.api.api_client)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> process
-        self.evicted: set[str] = set()
+        self.settled: set[str] = set()  # pods whose end the harness reported itself (evicted, deadline)
         self.started: list[str] = []  # pod names, in the order they were started
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -169,7 +169,7 @@ class Kubelet:
             if kind != "DELETED":
                 self._confirm_deletion(pod)
             return
-        if running is None and phase == "Pending" and uid not in self.evicted:
+        if running is None and phase == "Pending" and uid not in self.settled:
             self._run(pod)
 
     def _confirm_deletion(self, pod: Any) -> None:
@@ -186,10 +186,13 @@ class Kubelet:
 
     def _run(self, pod: Any) -> None:
         container = pod.spec.containers[0]
-        env = {**self._base_env(), **self._resolve_env(pod, container.env or []), **self.overrides}
-        log_path = self._log_path(pod.metadata.namespace, pod.metadata.name)
         cwd = self.workdir / "pods" / pod.metadata.uid
         cwd.mkdir(parents=True, exist_ok=True)
+        env = {**self._base_env(), **self._resolve_env(pod, container.env or []), **self.overrides}
+        # The container's termination-message file, which a kubelet would mount, is a file of this pod here.
+        mounted = container.termination_message_path or "/dev/termination-log"
+        env = {k: str(cwd / "termination-log") if v == mounted else v for k, v in env.items()}
+        log_path = self._log_path(pod.metadata.namespace, pod.metadata.name)
         argv = [*(container.command or []), *(container.args or [])]
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -200,14 +203,18 @@ class Kubelet:
             self.started.append(pod.metadata.name)
         started = _now()
         self._patch_status(pod, self._running_status(pod, container.name, started))
+        if pod.spec.active_deadline_seconds:
+            timer = threading.Timer(pod.spec.active_deadline_seconds, self._deadline, args=(pod,))
+            timer.daemon = True
+            timer.start()
         threading.Thread(target=self._reap, args=(pod, container.name, process, started), daemon=True).start()
 
     def _reap(self, pod: Any, container: str, process: subprocess.Popen[bytes], started: str) -> None:
         code = process.wait()
         with self._lock:
             self.processes.pop(pod.metadata.uid, None)
-            evicted = pod.metadata.uid in self.evicted
-        if evicted or self._stop.is_set():
+            settled = pod.metadata.uid in self.settled
+        if settled or self._stop.is_set():
             return
         terminated = {
             "exitCode": code,
@@ -215,6 +222,9 @@ class Kubelet:
             "startedAt": started,
             "finishedAt": _now(),
         }
+        message_file = self.workdir / "pods" / pod.metadata.uid / "termination-log"
+        if message_file.exists():
+            terminated["message"] = message_file.read_text(errors="replace")[:4096]
         self._patch_status(pod, {
             "phase": "Succeeded" if code == 0 else "Failed",
             "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": _now()}],
@@ -223,24 +233,37 @@ class Kubelet:
 
     def evict(self, pod_name: str, namespace: str) -> None:
         """What a kubelet under node pressure does: kill the pod and mark it Failed, reason Evicted."""
-        pod = self.api.read_namespaced_pod(pod_name, namespace)
+        message = "The node was low on resource: memory. (evicted by the test harness)"
+        self._end_early(
+            self.api.read_namespaced_pod(pod_name, namespace), "Evicted", message, disruption=True
+        )
+
+    def _deadline(self, pod: Any) -> None:
+        """The kubelet's enforcement of `activeDeadlineSeconds`."""
+        seconds = pod.spec.active_deadline_seconds
+        self._end_early(pod, "DeadlineExceeded", f"Pod was active on the node longer than {seconds} seconds")
+
+    def _end_early(self, pod: Any, reason: str, message: str, disruption: bool = False) -> None:
         with self._lock:
-            self.evicted.add(pod.metadata.uid)
+            if pod.metadata.uid in self.settled:
+                return
+            self.settled.add(pod.metadata.uid)
             process = self.processes.get(pod.metadata.uid)
         if process:
             _kill(process)
         now = _now()
-        message = "The node was low on resource: memory. (evicted by the test harness)"
         terminated = {"exitCode": 137, "reason": "Error", "startedAt": now, "finishedAt": now}
+        conditions = [{"type": "Ready", "status": "False", "reason": "PodFailed", "lastTransitionTime": now}]
+        if disruption:
+            conditions.append({
+                "type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                "message": message, "lastTransitionTime": now,
+            })  # fmt: skip
         self._patch_status(pod, {
             "phase": "Failed",
-            "reason": "Evicted",
+            "reason": reason,
             "message": message,
-            "conditions": [
-                {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
-                 "message": message, "lastTransitionTime": now},
-                {"type": "Ready", "status": "False", "reason": "PodFailed", "lastTransitionTime": now},
-            ],
+            "conditions": conditions,
             "containerStatuses": [_container_status(pod.spec.containers[0].name, pod, {"terminated": terminated})],
         })  # fmt: skip
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from concurrent_mlflow.dag import apply_overrides, json_schema, parse_dag, parse_overrides
+from concurrent_mlflow.dag import SourceNode, apply_overrides, json_schema, parse_dag, parse_overrides
 from concurrent_mlflow.errors import DagValidationError
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "concurrent_mlflow" / "schema" / "dag.schema.json"
@@ -206,3 +206,42 @@ def test_documents_yaml_itself_chokes_on_are_validation_errors(text: str) -> Non
     with pytest.raises(DagValidationError) as caught:
         parse_dag(text)
     assert caught.value.problems and all(p.message for p in caught.value.problems)
+
+
+def test_kubernetes_placement_resources_and_their_mistakes() -> None:
+    dag = parse_dag("""
+name: k8s
+defaults: {cluster: main}
+nodes:
+  - id: a
+    kind: project
+    project: p
+    resources: {cpu: 0.5, memory: 2Gi, gpu: 1}
+    node_selector: {pool: gpu}
+    tolerations: [{key: gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}]
+  - {id: b, kind: project, project: p, clusters: {east: 3, west: 1}}
+""")
+    a, b = dag.node("a"), dag.node("b")
+    assert not isinstance(a, SourceNode) and not isinstance(b, SourceNode)
+    assert dag.placement(a) == {"main": 1} and dag.placement(b) == {"east": 3, "west": 1}
+    assert a.resources is not None and a.resources.cpu == "0.5"
+    assert parse_dag(dag.to_yaml()) == dag  # tolerationSeconds keeps its Kubernetes spelling
+
+    found = problems_of("""
+name: k8s-bad
+nodes:
+  - {id: both, kind: project, project: p, cluster: a, clusters: {b: 1}}
+  - {id: local, kind: project, project: p, resources: {cpu: 2}}
+  - {id: weights, kind: project, project: p, clusters: {Bad_Name: 0}}
+""")
+    assert "nodes.both.clusters: set either `cluster` or `clusters` (weights), not both" in found
+    assert (
+        "nodes.local.resources: applies to pods on Kubernetes, but this node runs on this machine: set `cluster`"
+        in found
+    )
+    assert "nodes.weights.clusters.Bad_Name: is not a valid cluster name" in found
+    assert "nodes.weights.clusters.Bad_Name: weight must be a positive integer" in found
+    quantity = problems_of(
+        "name: q\nnodes: [{id: x, kind: project, project: p, cluster: c, resources: {memory: lots}}]"
+    )
+    assert quantity[0].startswith("nodes.x.resources.memory: String should match pattern")

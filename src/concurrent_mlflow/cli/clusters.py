@@ -28,7 +28,7 @@ MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]unchecked[/]"}
 
 class ClusterBackend(Protocol):
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
     ) -> Cluster: ...
     def update(self, name: str, changes: dict[str, Any]) -> Cluster: ...
     def list(self) -> list[Cluster]: ...
@@ -52,13 +52,21 @@ class LocalClusters:
         return load_cipher(self.home)
 
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
     ) -> Cluster:
         from concurrent_mlflow.store import clusters
 
         user = os.environ.get("USER") or None
         return clusters.register(
-            self.store, self.cipher, name, text, context=context, namespace=namespace, image=image, user=user
+            self.store,
+            self.cipher,
+            name,
+            text,
+            context=context,
+            namespace=namespace,
+            image=image,
+            user=user,
+            pod=pod,
         )
 
     def update(self, name: str, changes: dict[str, Any]) -> Cluster:
@@ -89,9 +97,16 @@ class RemoteClusters:
         self.api = api
 
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None
+        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
     ) -> Cluster:
-        body = {"name": name, "kubeconfig": text, "context": context, "namespace": namespace, "image": image}
+        body = {
+            "name": name,
+            "kubeconfig": text,
+            "context": context,
+            "namespace": namespace,
+            "image": image,
+            "pod": pod,
+        }
         return _from_api(self.api.register_cluster(body))
 
     def update(self, name: str, changes: dict[str, Any]) -> Cluster:
@@ -110,6 +125,28 @@ class RemoteClusters:
 
 def backend(obj: CliContext) -> ClusterBackend:
     return RemoteClusters(obj.api()) if obj.server else LocalClusters(obj)
+
+
+POD_OPTION = click.option(
+    "--pod",
+    "pod_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML of what every task pod gets: node_selector, tolerations, labels, env, service_account, "
+    "cache_claim (a PVC for the uv cache), tracking_uri (MLflow as pods reach it).",
+)
+
+
+def _pod_settings(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--pod") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise click.BadParameter(f"{path} must hold a YAML mapping", param_hint="--pod")
+    return dict(loaded or {})
 
 
 KUBECONFIG_OPTION = click.option(
@@ -132,6 +169,7 @@ def cluster() -> None:
 @click.option("--context", default=None, help="Kubeconfig context to use [default: its current-context].")
 @click.option("--namespace", default=None, help="Namespace for tasks [default: the context's, else default].")
 @click.option("--image", default=None, help="Container image for tasks on this cluster.")
+@POD_OPTION
 @click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
 @click.pass_obj
 def cluster_add(
@@ -141,6 +179,7 @@ def cluster_add(
     context: str | None,
     namespace: str | None,
     image: str | None,
+    pod_file: Path | None,
     check: bool,
 ) -> None:
     """Register NAME: one context of a kubeconfig, with the files it refers to inlined, stored encrypted.
@@ -151,7 +190,8 @@ def cluster_add(
     document = _reduced(kubeconfig_file, context)
     clusters = backend(obj)
     chosen = str(document["current-context"])
-    added = clusters.register(name, kubeconfig.dump(document), chosen, namespace, image)
+    pod = _pod_settings(pod_file) if pod_file else None
+    added = clusters.register(name, kubeconfig.dump(document), chosen, namespace, image, pod)
     console.print(
         f"[green]Cluster {added.name!r} registered[/]: {escape(added.server)}, context "
         f"{escape(repr(added.context))}, namespace {added.namespace!r}, auth {added.auth}."
@@ -166,6 +206,7 @@ def cluster_add(
 @click.option("--context", default=None, help="Another context (needs --kubeconfig).")
 @click.option("--namespace", default=None, help="Another namespace for tasks.")
 @click.option("--image", default=None, help="Another image; an empty string clears it.")
+@POD_OPTION
 @click.pass_obj
 def cluster_update(
     obj: CliContext,
@@ -174,6 +215,7 @@ def cluster_update(
     context: str | None,
     namespace: str | None,
     image: str | None,
+    pod_file: Path | None,
 ) -> None:
     """Change NAME's credentials (--kubeconfig), namespace or image; new credentials forget the last check."""
     changes: dict[str, Any] = {}
@@ -183,8 +225,10 @@ def cluster_update(
     changes.update({k: v for k, v in (("context", context), ("namespace", namespace)) if v is not None})
     if image is not None:
         changes["image"] = image
+    if pod_file is not None:
+        changes["pod"] = _pod_settings(pod_file)
     if not changes:
-        raise click.UsageError("Nothing to change: give --kubeconfig, --namespace or --image.")
+        raise click.UsageError("Nothing to change: give --kubeconfig, --namespace, --image or --pod.")
     updated = backend(obj).update(name, changes)
     console.print(f"[green]Cluster {updated.name!r} updated[/]: namespace {updated.namespace!r}.")
 

@@ -94,10 +94,20 @@ def active_attempts(store: Store, run_id: str) -> list[tuple[TaskRow, AttemptRow
         return [(t, a) for t, a in rows]
 
 
-def count_active(store: Store, run_id: str | None = None) -> int:
-    """Queued or running tasks, of one run or of all runs (the global limit)."""
+def count_active(store: Store, run_id: str | None = None, executor: str | None = None) -> int:
+    """Queued or running tasks, of one run or of all runs (the global limit), on any or one executor."""
     query = select(func.count()).select_from(TaskRow).where(TaskRow.state.in_(ACTIVE))
     if run_id is not None:
         query = query.where(TaskRow.run_id == run_id)
+    if executor is not None:
+        query = query.where(
+            select(AttemptRow.id)
+            .where(
+                AttemptRow.task_id == TaskRow.id,
+                AttemptRow.executor == executor,
+                AttemptRow.state.in_(ACTIVE),
+            )
+            .exists()
+        )
     with store.transaction() as session:
         return int(session.scalar(query) or 0)

@@ -28,6 +28,7 @@ from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
+from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
@@ -49,6 +50,7 @@ class EngineSettings:
     max_backoff: float = 60.0
     dispatch_batch: int = 256  # launches per run per pass, so a pass (and the server's lease) stays short
     mlflow_threads: int = 8  # launches and endings in flight at once: each is a few MLflow round trips
+    stage_batch: int = 100_000  # partitions handed to Kubernetes in one pass (one Job per cluster)
 
 
 def new_run(
@@ -77,11 +79,20 @@ def new_run(
     )
 
 
+KUBERNETES = KubernetesExecutor.name
+
+
 class Engine:
     def __init__(
-        self, store: Store, tracking: Tracking, executor: Executor, settings: EngineSettings
+        self,
+        store: Store,
+        tracking: Tracking,
+        executor: Executor,
+        settings: EngineSettings,
+        kubernetes: KubernetesExecutor | None = None,
     ) -> None:
         self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
+        self.kubernetes = kubernetes
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
@@ -140,6 +151,8 @@ class Engine:
         """Let in-flight launches finish, then release the executor's helpers (tasks keep running)."""
         self._pool.shutdown(wait=True)
         self.executor.close()
+        if self.kubernetes is not None:
+            self.kubernetes.close()
 
     def retry(self, run_id: str) -> int:
         """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
@@ -156,7 +169,7 @@ class Engine:
         futures.wait(self._inflight)
         for task, attempt in reads.active_attempts(self.store, run_id):
             if attempt.handle:
-                self.executor.cancel(attempt.handle)
+                self._executor(attempt).cancel(attempt.handle)
             self._end_attempt(task, attempt, S.CANCELLED, None, reason, mlflow_status="KILLED")
         for stage in reads.stages(self.store, run_id):
             if stage.state not in TERMINAL:
@@ -197,21 +210,36 @@ class Engine:
     def _observe(self, run: RunRow) -> None:
         partitions = {s.node_id: s.partitions or 1 for s in reads.stages(self.store, run.id)}
         work: list[Callable[[], None]] = []
+        unfinished_stages: dict[str, list[tuple[TaskRow, AttemptRow]]] = {}
         for task, attempt in reads.active_attempts(self.store, run.id):
             if attempt.mlflow_run_id is None or not attempt.handle:
+                if attempt.executor == KUBERNETES:  # a stage handed over by an engine that died mid-way
+                    unfinished_stages.setdefault(task.node_id, []).append((task, attempt))
+                    continue
                 count = partitions[task.node_id]
                 work.append(partial(self._launch, run, task, attempt.id, attempt.mlflow_run_id, count, True))
                 continue
-            seen = self.executor.observe(attempt.handle)
+            seen = self._executor(attempt).observe(attempt.handle)
             if seen.phase == "running" and attempt.state == S.QUEUED:
                 tx.mark_running(self.store, attempt.id)
             if seen.phase in ("exited", "lost"):
                 work.append(partial(self._finish, task, attempt, seen))
-            elif self._timed_out(run.id, task, attempt):
-                self.executor.cancel(attempt.handle)
+            elif attempt.executor != KUBERNETES and self._timed_out(run.id, task, attempt):
+                self.executor.cancel(attempt.handle)  # (Kubernetes pods have their own deadline)
                 timeout = self._dag(run.id).timeout(self._task_node(run.id, task))
                 self._end_attempt(task, attempt, S.FAILED, None, f"timed out after {timeout:g}s", "KILLED")
         self._in_parallel(work)
+        for node_id, pairs in unfinished_stages.items():
+            self._launch_stage(
+                run, node_id, partitions[node_id], [(t, a.id, a.mlflow_run_id) for t, a in pairs]
+            )
+
+    def _executor(self, attempt: AttemptRow) -> Executor | KubernetesExecutor:
+        if attempt.executor != KUBERNETES:
+            return self.executor
+        if self.kubernetes is None:
+            raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
+        return self.kubernetes
 
     def _in_parallel(self, work: list[Callable[[], None]]) -> None:
         """Run launches or endings side by side (each is a few MLflow round trips and its own transactions);
@@ -247,7 +275,9 @@ class Engine:
             if attempt.handle:
                 self._save_log(attempt, attempt.mlflow_run_id)
             self.tracking.terminate(attempt.mlflow_run_id, mlflow_status, current=current_status)
-        retry_in = self._retry_delay(task) if state == S.FAILED else None
+        # A Kubernetes attempt has used its retries already (backoffLimitPerIndex): no second round here.
+        retried_inside = attempt.executor == KUBERNETES and attempt.handle
+        retry_in = self._retry_delay(task) if state == S.FAILED and not retried_inside else None
         if error and retry_in is not None:
             log.info(
                 "%s[%d] attempt %d failed (%s); retrying in %.0fs",
@@ -275,7 +305,11 @@ class Engine:
 
     def _save_log(self, attempt: AttemptRow, child_run: str) -> None:
         """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk)."""
-        content = self.executor.read_log(attempt.handle)
+        try:
+            content = self._executor(attempt).read_log(attempt.handle)
+        except ConcurrentError as exc:
+            log.warning("could not read the log of attempt %d: %s", attempt.id, exc)
+            return
         with tempfile.TemporaryDirectory(prefix="concurrent-log-") as tmp:
             path = Path(tmp) / "task.log"
             path.write_bytes(content)
@@ -361,18 +395,30 @@ class Engine:
 
     def _dispatch(self, run: RunRow) -> None:
         dag = self._dag(run.id)
-        free = min(self.settings.max_parallel - reads.count_active(self.store), self.settings.dispatch_batch)
-        if free <= 0:
-            return
+        local_active = reads.count_active(self.store, executor=self.executor.name)
+        free = min(self.settings.max_parallel - local_active, self.settings.dispatch_batch)
         counts = reads.task_counts(self.store, run.id)
         now = utcnow()
         launches: list[Callable[[], None]] = []
         for stage in reads.stages(self.store, run.id):
             states = counts.get(stage.id)
-            if stage.state != S.RUNNING or not states or free <= 0:
+            if stage.state != S.RUNNING or not states:
                 continue
             node = dag.node(stage.node_id)
             assert not isinstance(node, SourceNode)
+            if dag.placement(node):  # Kubernetes: the whole stage at once; the Job keeps the parallelism
+                ready = reads.ready_tasks(self.store, stage.id, now, self.settings.stage_batch)
+                if ready:
+                    attempt_ids = tx.reserve_attempts(self.store, [t.id for t in ready], executor=KUBERNETES)
+                    for task in ready:
+                        task.attempts += 1  # as reserve_attempts just stored it
+                    items: list[tuple[TaskRow, int, str | None]] = [
+                        (task, aid, None) for task, aid in zip(ready, attempt_ids, strict=True)
+                    ]
+                    self._launch_stage(run, stage.node_id, stage.partitions or 1, items)
+                continue
+            if free <= 0:
+                continue
             total = sum(states.values())
             active = sum(n for state, n in states.items() if state in ACTIVE)
             room = min(free, (dag.parallelism(node) or total) - active)
@@ -384,6 +430,62 @@ class Engine:
                 )
                 free -= 1
         self._in_parallel(launches)
+
+    def _launch_stage(
+        self, run: RunRow, node_id: str, partitions: int, items: list[tuple[TaskRow, int, str | None]]
+    ) -> None:
+        """Hand partitions of a stage to Kubernetes: child runs first (found again after a crash), then
+        the Jobs (adopted if they exist), then every handle in one transaction."""
+        assert run.mlflow_run_id and run.experiment_id
+        dag = self._dag(run.id)
+        node = self._task_node(run.id, items[0][0])
+        items = sorted(items, key=lambda item: item[0].partition)  # Job names depend on the order
+        children: dict[int, str] = {aid: child for _, aid, child in items if child}
+
+        def make_child(task: TaskRow, attempt_id: int) -> None:
+            assert run.mlflow_run_id and run.experiment_id
+            children[attempt_id] = self.tracking.create_child(
+                run.experiment_id,
+                run.mlflow_run_id,
+                run_id=run.id,
+                node_id=task.node_id,
+                partition=task.partition,
+                attempt=task.attempts,
+                params={"partition": str(task.partition), "partitions": str(partitions)},
+                recover=True,
+            )
+            tx.attach_child(self.store, attempt_id, children[attempt_id])
+
+        self._in_parallel([partial(make_child, t, aid) for t, aid, child in items if not child])
+        stage = StageLaunch(
+            run_id=run.id,
+            node_id=node_id,
+            parent_run_id=run.mlflow_run_id,
+            tracking_uri=self.tracking.tracking_uri,
+            placement=dag.placement(node),
+            tasks=[StageTask(t.partition, t.attempts, children[aid]) for t, aid, _ in items],
+            parallelism=dag.parallelism(node) or len(items),
+            retries=dag.retries(node),
+            timeout=dag.timeout(node),
+            env=self._task_env(run, remote=True),
+            cpu=node.resources.cpu if node.resources else None,
+            memory=node.resources.memory if node.resources else None,
+            gpu=node.resources.gpu if node.resources else None,
+            node_selector=node.node_selector,
+            tolerations=[t.model_dump(by_alias=True, exclude_none=True) for t in node.tolerations],
+        )
+        try:
+            if self.kubernetes is None:
+                raise ConcurrentError("this engine has no Kubernetes executor (start it with a store)")
+            handles = self.kubernetes.submit_stage(stage)
+        except ConcurrentError as exc:
+            log.error("%s: could not start %d partition(s) on Kubernetes: %s", node_id, len(items), exc)
+            for task, attempt_id, _ in items:
+                self.tracking.terminate(children[attempt_id], "FAILED")
+                retry_in = self._retry_delay(task)
+                tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
+            return
+        tx.attach_handles(self.store, {aid: handles[task.partition] for task, aid, _ in items})
 
     def _launch(
         self,
@@ -447,8 +549,8 @@ class Engine:
             )
         return True
 
-    def _task_env(self, run: RunRow) -> dict[str, str]:
-        env = {"CONCURRENT_CACHE": str(self.settings.cache_dir)}
+    def _task_env(self, run: RunRow, remote: bool = False) -> dict[str, str]:
+        env = {} if remote else {"CONCURRENT_CACHE": str(self.settings.cache_dir)}
         if run.window_start and run.window_end:
             env["CONCURRENT_WINDOW_START"] = _aware(run.window_start).isoformat()
             env["CONCURRENT_WINDOW_END"] = _aware(run.window_end).isoformat()

@@ -19,6 +19,7 @@ from concurrent_mlflow import __version__
 from concurrent_mlflow.engine import Engine, EngineSettings
 from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
 from concurrent_mlflow.executors.base import Executor
+from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
 from concurrent_mlflow.executors.local import LocalExecutor
 from concurrent_mlflow.server import problems, schemas
 from concurrent_mlflow.server.body_limit import BodyLimit
@@ -27,6 +28,7 @@ from concurrent_mlflow.server.loop import EngineLoop
 from concurrent_mlflow.server.routes import clusters, dags, meta, runs, schedules
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import open_store
+from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.tracking import Tracking
 
@@ -105,7 +107,13 @@ def build(
             fire_due(store, utcnow(), starter, keep_going=loop.still_leader)
 
         loop = EngineLoop(
-            Engine(store, tracking, executor, engine_settings),
+            Engine(
+                store,
+                tracking,
+                executor,
+                engine_settings,
+                KubernetesExecutor(store, lambda: load_cipher(paths.home), tracking),
+            ),
             server_id,
             lease_seconds=settings.lease_seconds,
             poll_seconds=engine_settings.poll_interval,

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from concurrent_mlflow.dag import nul_locations
 from concurrent_mlflow.kubeconfig import MAX_KUBECONFIG, NAMESPACE
 from concurrent_mlflow.store.access import Role
-from concurrent_mlflow.store.clusters import IMAGE
+from concurrent_mlflow.store.clusters import IMAGE, PodDefaults
 from concurrent_mlflow.store.clusters import NAME as CLUSTER_NAME
 
 T = TypeVar("T")
@@ -274,6 +274,7 @@ class ClusterRegister(_Body):
         None, pattern=NAMESPACE, description="Default: the context's namespace, else `default`."
     )
     image: str | None = Field(None, pattern=IMAGE, description="Container image for tasks on this cluster.")
+    pod: PodDefaults | None = Field(None, description="What every task pod on this cluster gets.")
 
 
 class ClusterUpdate(_Body):
@@ -283,6 +284,7 @@ class ClusterUpdate(_Body):
     context: str | None = Field(None, max_length=253, description="Needs `kubeconfig` to change.")
     namespace: str | None = Field(None, pattern=NAMESPACE)
     image: str | None = Field(None, max_length=255, description="Empty string or null clears it.")
+    pod: PodDefaults | None = Field(None, description="Replaces the pod defaults; `{}` clears them.")
 
 
 class ClusterInfo(BaseModel):
@@ -293,6 +295,7 @@ class ClusterInfo(BaseModel):
     server: str = Field(description="The API server's URL.")
     auth: str = Field(description="How we authenticate: token, client-certificate, basic or none.")
     image: str | None
+    pod: PodDefaults
     created_by: str | None
     created_at: Timestamp
     checked_at: Timestamp | None

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from concurrent_mlflow import kubeconfig
+from concurrent_mlflow.dag import Toleration
 from concurrent_mlflow.errors import ClusterConfigError, ClusterNotFoundError, ConflictError
 from concurrent_mlflow.store.crypto import Cipher
 from concurrent_mlflow.store.db import Store
@@ -25,6 +27,34 @@ from concurrent_mlflow.store.models import ClusterRow, utcnow
 # A DNS label: cluster names will appear in Kubernetes object labels and MLflow tags.
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 IMAGE = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$"
+
+
+class PodDefaults(BaseModel):
+    """What every task pod on a cluster gets, beside what a DAG node asks for (node values win)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tracking_uri: str | None = Field(
+        None, max_length=2000, description="MLflow as pods reach it, if not the control plane's URI."
+    )
+    service_account: str | None = Field(None, max_length=253)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels (cost centre, team).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for tasks.")
+    cache_claim: str | None = Field(
+        None, max_length=253, description="PersistentVolumeClaim for the uv and environment caches (/cache)."
+    )
+
+
+def pod_defaults(value: Any) -> dict[str, Any]:
+    """Validated pod defaults as stored (JSON), or ClusterConfigError naming the field."""
+    try:
+        model = PodDefaults.model_validate(value or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ClusterConfigError(f"pod.{where}: {first['msg']}") from None
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
 @dataclass(frozen=True)
@@ -36,6 +66,7 @@ class Cluster:
     server: str
     auth: str
     image: str | None
+    pod: dict[str, Any]  # pod settings: node_selector, tolerations, labels, env, service_account, ...
     created_by: str | None
     created_at: datetime
     checked_at: datetime | None
@@ -62,12 +93,14 @@ def register(
     namespace: str | None = None,
     image: str | None = None,
     user: str | None = None,
+    pod: Any = None,
 ) -> Cluster:
     """Validate the kubeconfig, keep only the chosen context, store it encrypted; a taken name is refused."""
     validate_name(name)
     loaded = kubeconfig.load(kubeconfig_text, context, namespace)
     row = ClusterRow(name=name, kind="kubernetes", created_by=user)
     _set_kubeconfig(row, cipher, loaded, _image(image))
+    row.config = {**row.config, "pod": pod_defaults(pod)}
     try:
         with store.transaction() as session:
             if session.get(ClusterRow, name) is not None:
@@ -90,9 +123,10 @@ def update(
     context: str | None = None,
     namespace: str | None = None,
     image: str | None = None,
+    pod: Any = None,
 ) -> Cluster:
-    """Change settings or credentials; None keeps a value, `image=""` clears it. New credentials or a new
-    namespace forget the last check, which no longer says anything about them."""
+    """Change settings or credentials; None keeps a value, `image=""` (or `pod={}`) clears it. New
+    credentials or a new namespace forget the last check, which no longer says anything about them."""
     with store.transaction() as session:
         row = _row(session.get(ClusterRow, name), name)
         config = dict(row.config)
@@ -111,6 +145,8 @@ def update(
             _forget_check(row)
         if image is not None:
             row.config = {**row.config, "image": _image(image) if image else None}
+        if pod is not None:
+            row.config = {**row.config, "pod": pod_defaults(pod)}
         session.flush()
         return _cluster(row)
 
@@ -165,6 +201,7 @@ def _set_kubeconfig(
         "server": loaded.server,
         "auth": loaded.auth,
         "image": image,
+        "pod": (row.config or {}).get("pod", {}),
     }
     _forget_check(row)
 
@@ -206,6 +243,7 @@ def _cluster(row: ClusterRow) -> Cluster:
         server=str(config.get("server", "")),
         auth=str(config.get("auth", "")),
         image=config.get("image"),
+        pod=dict(config.get("pod") or {}),
         created_by=row.created_by,
         created_at=row.created_at,
         checked_at=row.checked_at,

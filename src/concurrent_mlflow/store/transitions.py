@@ -7,7 +7,7 @@ consistent store: a task is never half-dispatched (its attempt row and its state
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,6 +126,24 @@ def reserve_attempt(store: Store, task_id: int, *, executor: str) -> int:
         return attempt.id
 
 
+def reserve_attempts(store: Store, task_ids: Sequence[int], *, executor: str) -> list[int]:
+    """`reserve_attempt` for many tasks in one transaction (a stage handed to Kubernetes at once)."""
+    with store.transaction() as session:
+        attempts = []
+        for task_id in task_ids:
+            task = session.get_one(TaskRow, task_id)
+            check_move("task", task_id, task.state, S.QUEUED)
+            task.attempts += 1
+            task.state, task.retry_at = S.QUEUED, None
+            attempt = AttemptRow(
+                task_id=task_id, number=task.attempts, state=S.QUEUED, executor=executor, handle={}
+            )
+            session.add(attempt)
+            attempts.append(attempt)
+        session.flush()
+        return [a.id for a in attempts]
+
+
 def attach_child(store: Store, attempt_id: int, mlflow_run_id: str) -> None:
     with store.transaction() as session:
         attempt = session.get_one(AttemptRow, attempt_id)
@@ -136,6 +154,13 @@ def attach_handle(store: Store, attempt_id: int, handle: dict[str, Any], log_pat
     with store.transaction() as session:
         attempt = session.get_one(AttemptRow, attempt_id)
         attempt.handle, attempt.log_path = handle, log_path
+
+
+def attach_handles(store: Store, handles: Mapping[int, dict[str, Any]]) -> None:
+    """`attach_handle` for many attempts in one transaction: all of a Job's partitions, or none."""
+    with store.transaction() as session:
+        for attempt_id, handle in handles.items():
+            session.get_one(AttemptRow, attempt_id).handle = handle
 
 
 def start_attempt(

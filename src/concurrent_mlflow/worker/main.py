@@ -1,4 +1,5 @@
-"""The task process: `python -m concurrent_mlflow.worker --parent-run P --child-run C --node N --partition I`.
+"""The task process: `python -m concurrent_mlflow.worker --parent-run P --child-run C --node N --partition I`,
+or, in a pod of an Indexed Job, `--from-job` (which partition and child run it is comes from the Job's table).
 
 It reads the stage spec and its own manifest from the parent run, fetches only its partition's inputs, runs
 the node, logs the output dir and an output index to the child run, and only then marks the child run
@@ -8,6 +9,7 @@ FINISHED. The exit code tells the executor whether the task succeeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,8 +20,16 @@ from typing import Any
 
 from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
 from concurrent_mlflow.manifest import Manifest
-from concurrent_mlflow.tracking import OUTPUT_INDEX, OUTPUTS_DIR, Tracking, manifest_path, spec_path
+from concurrent_mlflow.tracking import (
+    OUTPUT_INDEX,
+    OUTPUTS_DIR,
+    TAG_PREFIX,
+    Tracking,
+    manifest_path,
+    spec_path,
+)
 
 log = logging.getLogger("concurrent.worker")
 
@@ -27,11 +37,18 @@ log = logging.getLogger("concurrent.worker")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="concurrent worker")
     for flag in ("--parent-run", "--child-run", "--node"):
-        parser.add_argument(flag, required=True)
-    parser.add_argument("--partition", type=int, required=True)
+        parser.add_argument(flag)
+    parser.add_argument("--partition", type=int)
+    parser.add_argument(
+        "--from-job", action="store_true", help="a pod of an Indexed Job: find the task from the environment"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tracking = Tracking(os.environ["MLFLOW_TRACKING_URI"])
+    if args.from_job:
+        args.parent_run, args.node, args.partition, args.child_run = _task_of_pod(tracking)
+    elif None in (args.parent_run, args.child_run, args.node, args.partition):
+        parser.error("--parent-run, --child-run, --node and --partition are required without --from-job")
     scratch = Path(os.environ.get("CONCURRENT_SCRATCH", "/tmp/concurrent-scratch")) / args.child_run
     try:
         ok = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch)
@@ -43,6 +60,32 @@ def main(argv: list[str]) -> int:
     if not ok:
         tracking.terminate(args.child_run, "FAILED")
     return 0 if ok else 1
+
+
+def _task_of_pod(tracking: Tracking) -> tuple[str, str, int, str]:
+    """Which partition and child run this pod is, from its Job's table on the parent run.
+
+    A retried pod (Kubernetes' per-index retry) reuses the partition's child run: it is opened again, and
+    the control plane keeps the log of every pod the partition took."""
+    parent, node = os.environ["CONCURRENT_PARENT_RUN"], os.environ["CONCURRENT_NODE"]
+    index = int(os.environ["JOB_COMPLETION_INDEX"])
+    table_file = f"{os.environ['CONCURRENT_JOB_TABLE']}/{table_chunk(index)}"
+    rows = json.loads(tracking.read_text(parent, table_file))
+    partition, child = (
+        int(rows["partitions"][index % TABLE_CHUNK]),
+        str(rows["children"][index % TABLE_CHUNK]),
+    )
+    tries = int(os.environ.get("CONCURRENT_INDEX_FAILURES") or 0) + 1
+    pod = os.environ.get("CONCURRENT_POD", "")
+    log.info("pod %s: %s[%d], try %d, child run %s", pod, node, partition, tries, child)
+    if tries > 1:
+        tracking.reopen(child)
+    tracking.set_tags(child, {f"{TAG_PREFIX}pod": pod, f"{TAG_PREFIX}pod_try": str(tries)})
+    termination_log = os.environ.get("CONCURRENT_TERMINATION_LOG")
+    if termination_log:
+        with contextlib.suppress(OSError):  # only a convenience for `kubectl describe pod`
+            Path(termination_log).write_text(f"child run {child}\n", encoding="utf-8")
+    return parent, node, partition, child
 
 
 def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> bool:

@@ -41,6 +41,7 @@ def register_cluster(body: api.ClusterRegister, context: Context, caller: Caller
         namespace=body.namespace,
         image=body.image,
         user=caller.user,
+        pod=body.pod.model_dump(mode="json", by_alias=True) if body.pod else None,
     )
     log.info(
         "cluster %s registered by %s: %s, namespace %s",
@@ -71,6 +72,7 @@ def update_cluster(
         context=body.context,
         namespace=body.namespace,
         image=image,
+        pod=body.pod.model_dump(mode="json", by_alias=True) if body.pod is not None else None,
     )
     log.info("cluster %s updated by %s (%s)", name, caller.user, ", ".join(sorted(body.model_fields_set)))
     return _info(cluster)
@@ -102,4 +104,4 @@ def check_cluster(name: ClusterName, context: Context, caller: Caller) -> api.Cl
 
 
 def _info(cluster: clusters.Cluster) -> api.ClusterInfo:
-    return api.ClusterInfo.model_validate(cluster, from_attributes=True)
+    return api.ClusterInfo.model_validate({**cluster.__dict__})

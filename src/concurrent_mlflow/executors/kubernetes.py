@@ -1,0 +1,301 @@
+"""Runs a stage's partitions as pods on registered Kubernetes clusters: one Indexed Job per (stage, cluster).
+
+The engine hands over a whole stage at once (`submit_stage`); the partitions are split over the node's
+clusters by weight, and each cluster gets one Job (see jobspec.py). Status comes from a watch per cluster
+(`ClusterWatch`), never from polling per task: `observe` is a dictionary lookup, so 10,000 partitions
+cost the API server two watch streams, not 10,000 GETs a second. Jobs carry labels with the run, node,
+cluster and attempt, and their names are a hash of what they run, so an engine that restarts re-creates
+nothing: creating an existing Job adopts it.
+
+Handles are `{"cluster", "namespace", "job", "index", "partition"}`. Cancel deletes the Job with
+foreground propagation (its pods go first). The log of a partition is every pod it took, in order, each
+under a header saying how that pod ended, read through the API server; so a failed or evicted try leaves
+its output in the child run too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from concurrent_mlflow import kube
+from concurrent_mlflow.errors import ConcurrentError, ExecutorError
+from concurrent_mlflow.executors.base import Observation, TaskLaunch
+from concurrent_mlflow.executors.clusterwatch import ClusterWatch, PodSummary
+from concurrent_mlflow.executors.jobspec import (
+    CONTAINER,
+    TABLE_CHUNK,
+    JobRequest,
+    PodSettings,
+    build_job,
+    jobs_path,
+    table_chunk,
+)
+from concurrent_mlflow.store import clusters
+from concurrent_mlflow.store.crypto import Cipher
+from concurrent_mlflow.store.db import Store
+from concurrent_mlflow.tracking import Tracking
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = logging.getLogger("concurrent.kubernetes")
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class StageTask:
+    partition: int
+    attempt: int
+    child_run_id: str
+
+
+@dataclass(frozen=True)
+class StageLaunch:
+    """A stage's partitions to start on Kubernetes, with what the DAG node says about their pods."""
+
+    run_id: str
+    node_id: str
+    parent_run_id: str
+    tracking_uri: str
+    placement: Mapping[str, int]  # cluster -> weight
+    tasks: Sequence[StageTask]
+    parallelism: int
+    retries: int
+    timeout: float | None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+
+
+def split_by_weight(tasks: Sequence[StageTask], weights: Mapping[str, int]) -> dict[str, list[StageTask]]:
+    """Contiguous slices of `tasks` per cluster, sized by weight (largest remainder); deterministic."""
+    names = sorted(weights)
+    total = sum(weights[n] for n in names)
+    exact = {n: len(tasks) * weights[n] / total for n in names}
+    sizes = {n: int(exact[n]) for n in names}
+    for n in sorted(names, key=lambda n: (sizes[n] - exact[n], n))[: len(tasks) - sum(sizes.values())]:
+        sizes[n] += 1
+    slices, start = {}, 0
+    for n in names:
+        slices[n] = list(tasks[start : start + sizes[n]])
+        start += sizes[n]
+    return {n: s for n, s in slices.items() if s}
+
+
+class _Cluster:
+    """One registered cluster in use: an API client that lives as long as the executor, and its watch."""
+
+    def __init__(self, name: str, settings: clusters.Cluster, document: dict[str, Any]) -> None:
+        self.name, self.settings = name, settings
+        self.client: ApiClient = kube.persistent_client(document)
+        self.secrets = kube.secret_values(document)
+        self.watch = ClusterWatch(self.client, settings.namespace, name)
+        self.watch.start()
+
+    def close(self) -> None:
+        self.watch.stop()
+        self.client.close()
+
+
+class KubernetesExecutor:
+    name = "kubernetes"
+
+    def __init__(self, store: Store, cipher: Callable[[], Cipher], tracking: Tracking) -> None:
+        self.store, self._cipher, self.tracking = store, cipher, tracking
+        self._clusters: dict[str, _Cluster] = {}
+        self._lock = threading.Lock()
+        self._cancelled: set[tuple[str, str]] = set()
+
+    # -- submitting ---------------------------------------------------------------------------------------
+    def submit_stage(self, stage: StageLaunch) -> dict[int, dict[str, Any]]:
+        """Create (or adopt) the stage's Jobs; returns each partition's handle. Raises ExecutorError naming
+        the cluster when one cannot take them: the caller fails only those partitions."""
+        handles: dict[int, dict[str, Any]] = {}
+        for cluster_name, tasks in split_by_weight(stage.tasks, stage.placement).items():
+            cluster = self._cluster(cluster_name)
+            for attempt in sorted({t.attempt for t in tasks}):
+                group = [t for t in tasks if t.attempt == attempt]
+                request = self._request(stage, cluster, attempt, group)
+                self._write_table(stage, request.name, group)
+                self._create(cluster, build_job(request))
+                for index, task in enumerate(group):
+                    handles[task.partition] = {
+                        "cluster": cluster_name,
+                        "namespace": request.pod.namespace,
+                        "job": request.name,
+                        "index": index,
+                        "partition": task.partition,
+                    }
+        return handles
+
+    def _request(
+        self, stage: StageLaunch, cluster: _Cluster, attempt: int, group: list[StageTask]
+    ) -> JobRequest:
+        settings = cluster.settings
+        extra = settings.pod
+        pod = PodSettings(
+            image=settings.image or PodSettings.image,
+            namespace=settings.namespace,
+            service_account=extra.get("service_account"),
+            node_selector={**extra.get("node_selector", {}), **stage.node_selector},
+            tolerations=[*extra.get("tolerations", []), *stage.tolerations],
+            labels=extra.get("labels", {}),
+            env=extra.get("env", {}),
+            cpu=stage.cpu,
+            memory=stage.memory,
+            gpu=stage.gpu,
+            cache_claim=extra.get("cache_claim"),
+        )
+        return JobRequest(
+            run_id=stage.run_id,
+            node_id=stage.node_id,
+            cluster=cluster.name,
+            attempt=attempt,
+            partitions=[t.partition for t in group],
+            parallelism=stage.parallelism,
+            retries=stage.retries,
+            timeout=stage.timeout,
+            tracking_uri=extra.get("tracking_uri") or stage.tracking_uri,
+            parent_run_id=stage.parent_run_id,
+            env=stage.env,
+            pod=pod,
+        )
+
+    def _write_table(self, stage: StageLaunch, job: str, group: list[StageTask]) -> None:
+        """What each pod index runs, in small chunks on the parent run (a pod reads only its chunk)."""
+        with tempfile.TemporaryDirectory(prefix="concurrent-job-") as tmp:
+            root = Path(tmp)
+            for start in range(0, len(group), TABLE_CHUNK):
+                chunk = group[start : start + TABLE_CHUNK]
+                rows = {
+                    "partitions": [t.partition for t in chunk],
+                    "children": [t.child_run_id for t in chunk],
+                }
+                (root / table_chunk(start)).write_text(json.dumps(rows), encoding="utf-8")
+            self.tracking.log_dir(stage.parent_run_id, root, jobs_path(stage.node_id, job))
+
+    def _create(self, cluster: _Cluster, job: dict[str, Any]) -> None:
+        from kubernetes.client import BatchV1Api
+        from kubernetes.client.exceptions import ApiException
+
+        namespace = job["metadata"]["namespace"]
+        try:
+            BatchV1Api(cluster.client).create_namespaced_job(
+                namespace,
+                job,  # type: ignore[arg-type]  # the client sends a dict body as is
+                _request_timeout=(REQUEST_TIMEOUT, REQUEST_TIMEOUT),
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # made by an engine that died before recording it: adopt it
+                return
+            raise self._error(cluster, f"could not create Job {job['metadata']['name']}", exc) from None
+        except Exception as exc:
+            raise self._error(cluster, f"could not create Job {job['metadata']['name']}", exc) from None
+
+    def _cluster(self, name: str) -> _Cluster:
+        with self._lock:
+            if name in self._clusters:
+                return self._clusters[name]
+            try:
+                settings = clusters.get(self.store, name)
+                document = clusters.credentials(self.store, self._cipher(), name)
+            except ConcurrentError as exc:
+                raise ExecutorError(f"cluster {name!r}: {exc}") from None
+            self._clusters[name] = _Cluster(name, settings, document)
+            return self._clusters[name]
+
+    def _error(self, cluster: _Cluster, what: str, exc: BaseException) -> ExecutorError:
+        reason = kube.scrub(kube.describe(exc), cluster.secrets)
+        return ExecutorError(f"cluster {cluster.name!r} ({cluster.settings.server}): {what}: {reason}")
+
+    # -- the Executor protocol ------------------------------------------------------------------------------
+    def submit(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None]:
+        raise ExecutorError("the Kubernetes executor starts whole stages (submit_stage), not single tasks")
+
+    def find(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None] | None:
+        return None  # a restarted engine re-submits the stage, which adopts Jobs that exist
+
+    def observe(self, handle: dict[str, Any]) -> Observation:
+        watch = self._cluster(handle["cluster"]).watch
+        if not watch.synced():
+            return Observation("queued")
+        job = watch.job(handle["job"])
+        index = int(handle["index"])
+        pods = watch.pods(handle["job"], index)
+        if job is None:
+            return Observation("lost", detail=f"Job {handle['job']} no longer exists on {handle['cluster']}")
+        if index in job.completed:
+            return Observation("exited", exit_code=0)
+        failed = index in job.failed_set or (job.failed and not job.active)
+        if failed:
+            last = pods[-1] if pods else None
+            code = last.exit_code if last and last.exit_code is not None else 1
+            return Observation("exited", exit_code=code or 1, detail=_failure(job.failure or "", pods))
+        if any(p.phase == "Running" for p in pods):
+            return Observation("running")
+        return Observation("queued")
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        from kubernetes.client import BatchV1Api, V1DeleteOptions
+        from kubernetes.client.exceptions import ApiException
+
+        key = (handle["cluster"], handle["job"])
+        with self._lock:
+            if key in self._cancelled:
+                return
+            self._cancelled.add(key)
+        cluster = self._cluster(handle["cluster"])
+        try:
+            BatchV1Api(cluster.client).delete_namespaced_job(
+                handle["job"],
+                handle["namespace"],
+                body=V1DeleteOptions(propagation_policy="Foreground"),
+                _request_timeout=(REQUEST_TIMEOUT, REQUEST_TIMEOUT),
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise self._error(cluster, f"could not delete Job {handle['job']}", exc) from None
+
+    def read_log(self, handle: dict[str, Any]) -> bytes:
+        """Every pod this partition took, oldest first, each under a header saying how it ended."""
+        from kubernetes.client import CoreV1Api
+
+        cluster = self._cluster(handle["cluster"])
+        core = CoreV1Api(cluster.client)
+        parts: list[str] = []
+        for pod in cluster.watch.pods(handle["job"], int(handle["index"])):
+            parts.append(f"===== pod {pod.name} (try {pod.failures + 1}): {pod.describe()} =====\n")
+            try:
+                parts.append(
+                    core.read_namespaced_pod_log(
+                        pod.name, handle["namespace"], container=CONTAINER, _request_timeout=(10, 60)
+                    )
+                )
+            except Exception as exc:
+                parts.append(
+                    f"(the log could not be read: {kube.scrub(kube.describe(exc), cluster.secrets)})\n"
+                )
+        return "".join(parts).encode()
+
+    def close(self) -> None:
+        with self._lock:
+            for cluster in self._clusters.values():
+                cluster.close()
+            self._clusters.clear()
+
+
+def _failure(job_failure: str, pods: list[PodSummary]) -> str:
+    if not pods:
+        return job_failure or "the Job failed before a pod started"
+    tries = f"{len(pods)} pod(s)"
+    return f"{pods[-1].describe()} (after {tries}){'; ' + job_failure if job_failure else ''}"

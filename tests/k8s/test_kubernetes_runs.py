@@ -1,0 +1,302 @@
+"""DAG runs whose partitions are pods on a real Kubernetes control plane (the testbed), executed for real by
+the stand-in kubelet, tracked in a real MLflow server: Jobs, retries and completions go through the real
+Job controller and scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from concurrent_mlflow.dag import parse_dag
+from concurrent_mlflow.engine import reads
+from concurrent_mlflow.runner import open_engine
+from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.store import Store, clusters, open_store
+from concurrent_mlflow.store import transitions as tx
+from concurrent_mlflow.store.crypto import load_cipher
+from tests.integration.conftest import TOOLBOX, RunDag, make_files
+from tests.k8s.conftest import NAMESPACE, Testbed, python_on_path
+from tests.k8s.kubelet import SELECTOR, TOLERATION, Kubelet
+
+HARNESS_POD = {"node_selector": SELECTOR, "tolerations": [TOLERATION]}
+
+
+def register(home: Path, name: str, bed: Testbed) -> None:
+    """Register a testbed as a cluster whose pods land on the stand-in kubelet's node."""
+    paths = Paths(home)
+    store = open_store(paths.store_url)
+    clusters.register(
+        store, load_cipher(paths.home), name, bed.kubeconfig_text(), namespace=NAMESPACE, pod=HARNESS_POD
+    )
+
+
+@pytest.fixture
+def kubelet(testbed: Testbed, tmp_path: Path) -> Iterator[Kubelet]:
+    overrides = {
+        "PATH": python_on_path(),
+        "CONCURRENT_SCRATCH": str(tmp_path / "pod-scratch"),
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
+        "CONCURRENT_CACHE": str(tmp_path / "pod-cache"),
+    }
+    with Kubelet(testbed.admin_kubeconfig, tmp_path / "kubelet", overrides=overrides) as running:
+        yield running
+
+
+def jobs(bed: Testbed, run_id: str) -> list[client.V1Job]:
+    batch = client.BatchV1Api(config.new_client_from_config(str(bed.admin_kubeconfig)))
+    selector = f"concurrent-mlflow.io/run-id={run_id}"
+    return list(batch.list_namespaced_job(NAMESPACE, label_selector=selector).items)
+
+
+def task_attempts(store: Store, run_id: str, node_id: str) -> list[int]:
+    (stage,) = [s for s in reads.stages(store, run_id) if s.node_id == node_id]
+    return [t.attempts for t in reads.stage_tasks(store, stage.id)]
+
+
+def fan_dag(partitions: int, extra: str = "", parameters: str = "") -> str:
+    return f"""
+name: k8s-fan
+nodes:
+  - {{id: raw, kind: source, uri: data}}
+  - id: upper
+    kind: project
+    project: "{TOOLBOX}"
+    entry_point: transform
+    partitions: {partitions}
+    cluster: testbed-a
+    parallelism: 2
+    parameters: {{{parameters}}}{extra}
+  - {{id: total, kind: project, project: "{TOOLBOX}", entry_point: count}}
+edges:
+  - {{from: raw, to: upper, input: text, partitioner: file}}
+  - {{from: upper, to: total, input: upper, partitioner: gather}}
+"""
+
+
+def test_fan_out_on_kubernetes_then_fan_in_on_this_machine(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    names = [f"d{i % 2}/file-{i:02d}.txt" for i in range(6)]
+    make_files(tmp_path / "data", {name: f"word{i % 2} body {i}\n" for i, name in enumerate(names)})
+    register(tracking_env, "testbed-a", testbed)
+
+    done = run_dag(fan_dag(3))
+
+    assert done.state == "succeeded", done.view
+    (job,) = jobs(testbed, done.run_id)  # one Indexed Job for the stage
+    assert job.spec.completion_mode == "Indexed" and job.spec.completions == 3 and job.spec.parallelism == 2
+    assert job.metadata.labels["concurrent-mlflow.io/node"] == "upper"
+    assert job.status.completed_indexes == "0-2"
+    upper = done.children("upper")
+    assert [r.data.tags["concurrent.partition"] for r in upper] == ["0", "1", "2"]
+    assert {r.info.status for r in upper} == {"FINISHED"}
+    assert all(r.data.tags["concurrent.pod"].startswith(job.metadata.name) for r in upper)  # ran in a pod
+    log = done.artifact_text(upper[1].info.run_id, "logs/task.log", tmp_path / "dl0")
+    assert "===== pod " in log and "succeeded" in log and "partition 1 of 3: 2 file(s)" in log
+    assert len(kubelet.started) == 3
+
+    (total,) = done.children("total")  # the fan-in ran on this machine, from the pods' outputs
+    summary = json.loads(done.artifact_text(total.info.run_id, "outputs/summary.json", tmp_path / "dl1"))
+    received = sorted(path.split("/", 1)[1] for path in summary["inputs"]["upper"])
+    assert received == sorted(f"text/{name}.out" for name in names)
+
+
+class Background:
+    """A DAG run driven by `run_dag` in a thread, so a test can act on the cluster meanwhile."""
+
+    def __init__(self, run_dag: RunDag, yaml_text: str) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(run_dag, yaml_text), daemon=True)
+        self.thread.start()
+
+    def _run(self, run_dag: RunDag, yaml_text: str) -> None:
+        try:
+            self.result = run_dag(yaml_text)
+        except BaseException as exc:  # re-raised by finished()
+            self.error = exc
+
+    def finished(self, timeout: float = 300) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the run did not end in {timeout}s"
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_a_failing_partition_retries_per_index_and_keeps_every_pods_log(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": f"w{i}\n" for i in range(3)})
+    register(tracking_env, "testbed-a", testbed)
+
+    done = run_dag(fan_dag(3, extra="\n    retries: 1", parameters="fail_on_partition: 1"))
+
+    assert done.state == "failed"
+    (job,) = jobs(testbed, done.run_id)
+    assert job.spec.backoff_limit_per_index == 1
+    assert (job.status.completed_indexes, job.status.failed_indexes) == ("0,2", "1")
+    assert sum(name.startswith(f"{job.metadata.name}-1-") for name in kubelet.started) == 2  # two tries
+    upper = done.children("upper")
+    assert [(r.data.tags["concurrent.partition"], r.info.status) for r in upper] == [
+        ("0", "FINISHED"),
+        ("1", "FAILED"),
+        ("2", "FINISHED"),
+    ]
+    assert upper[1].data.tags["concurrent.pod_try"] == "2"
+    log = done.artifact_text(upper[1].info.run_id, "logs/task.log", tmp_path / "dl")
+    assert log.count("===== pod ") == 2 and log.count("failing on purpose") == 2
+    assert "(try 1): exit code 1 =====" in log and "(try 2): exit code 1 =====" in log
+    stage = done.stage("upper")
+    assert "partition 1: exit code 1 (after 2 pod(s))" in stage.error
+    assert done.stage("total").state == "skipped"
+    assert task_attempts(done.store, done.run_id, "upper") == [1, 1, 1]  # Kubernetes retried, not the engine
+
+
+def test_an_evicted_pod_is_replaced_without_using_a_retry(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {"only.txt": "w\n"})
+    register(tracking_env, "testbed-a", testbed)
+    run = Background(run_dag, fan_dag(1, extra="\n    retries: 0", parameters="sleep: 4"))
+    wait_until("the pod started", lambda: len(kubelet.started) == 1)
+    time.sleep(1)
+    kubelet.evict(kubelet.started[0], NAMESPACE)
+
+    done = run.finished()
+
+    assert done.state == "succeeded", done.view  # retries: 0, yet the eviction did not fail the partition
+    assert len(kubelet.started) == 2
+    (upper,) = done.children("upper")
+    log = done.artifact_text(upper.info.run_id, "logs/task.log", tmp_path / "dl")
+    assert "Evicted: The node was low on resource: memory." in log and log.count("===== pod ") == 2
+
+
+def test_cancel_deletes_the_job_and_its_pods(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(2)})
+    register(tracking_env, "testbed-a", testbed)
+    run = Background(run_dag, fan_dag(2, parameters="sleep: 120"))
+    wait_until("both pods started", lambda: len(kubelet.started) == 2)
+    store = open_store(Paths(tracking_env).store_url)
+    (run_id,) = reads.open_run_ids(store)
+    tx.request_cancel(store, run_id, "cancelled by the test")
+
+    done = run.finished(timeout=60)
+
+    assert done.state == "cancelled"
+    assert {r.info.status for r in done.children("upper")} == {"KILLED"}
+    wait_until("the Job is gone", lambda: not jobs(testbed, done.run_id), timeout=60)
+    wait_until("no pod process is left", lambda: not kubelet.processes, timeout=30)
+
+
+def test_an_unreachable_cluster_fails_its_node_with_a_clear_error_and_spares_the_others(
+    testbed: Testbed, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {"f.txt": "w\n"})
+    document = testbed.kubeconfig_document()
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    document["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed}"  # type: ignore[index]
+    paths = Paths(tracking_env)
+    clusters.register(open_store(paths.store_url), load_cipher(paths.home), "gone", yaml.safe_dump(document))
+    done = run_dag(f"""
+name: k8s-unreachable
+nodes:
+  - {{id: raw, kind: source, uri: data}}
+  - {{id: far, kind: project, project: "{TOOLBOX}", entry_point: count, cluster: gone}}
+  - {{id: near, kind: project, project: "{TOOLBOX}", entry_point: count}}
+edges:
+  - {{from: raw, to: far, input: rows}}
+  - {{from: raw, to: near, input: rows}}
+""")
+    assert done.state == "failed"
+    far, near = done.stage("far"), done.stage("near")
+    assert near.state == "succeeded"
+    assert far.state == "failed"
+    assert f"cluster 'gone' (https://127.0.0.1:{closed}): could not create Job" in far.error
+    assert "cannot connect" in far.error
+    token = str(document["users"][0]["user"]["token"])  # type: ignore[index]
+    assert token not in far.error
+
+
+def test_two_clusters_share_one_stage_by_weight(
+    testbed: Testbed,
+    second_testbed: Testbed,
+    kubelet: Kubelet,
+    tracking_env: Path,
+    run_dag: RunDag,
+    tmp_path: Path,
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": f"w{i}\n" for i in range(4)})
+    register(tracking_env, "testbed-a", testbed)
+    register(tracking_env, "testbed-b", second_testbed)
+    overrides = dict(kubelet.overrides)
+    with Kubelet(second_testbed.admin_kubeconfig, tmp_path / "kubelet-b", overrides=overrides) as other:
+        dag = fan_dag(4).replace("cluster: testbed-a", "clusters: {testbed-a: 3, testbed-b: 1}")
+        done = run_dag(dag)
+    assert done.state == "succeeded", done.view
+    (job_a,), (job_b,) = jobs(testbed, done.run_id), jobs(second_testbed, done.run_id)
+    assert (job_a.spec.completions, job_b.spec.completions) == (3, 1)
+    assert (len(kubelet.started), len(other.started)) == (3, 1)
+    assert {r.info.status for r in done.children("upper")} == {"FINISHED"}
+
+
+def test_a_run_survives_an_api_server_restart(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(2)})
+    register(tracking_env, "testbed-a", testbed)
+    run = Background(run_dag, fan_dag(2, parameters="sleep: 6"))
+    wait_until("both pods started", lambda: len(kubelet.started) == 2)
+    testbed.restart_apiserver()  # the watches break, back off, relist
+
+    done = run.finished()
+
+    assert done.state == "succeeded", done.view
+    assert len(kubelet.started) == 2  # nothing was started twice
+    assert {r.info.status for r in done.children("upper")} == {"FINISHED"}
+
+
+def test_a_new_engine_adopts_the_jobs_of_one_that_stopped(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, tmp_path: Path
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(3)})
+    register(tracking_env, "testbed-a", testbed)
+    dag_file = tmp_path / "dag.yaml"
+    dag_file.write_text(fan_dag(3, parameters="sleep: 3"))
+    paths = Paths(tracking_env)
+    first, store = open_engine(paths, os.environ["MLFLOW_TRACKING_URI"], 2)
+    run_id = first.start(parse_dag(dag_file.read_text()), base_dir=tmp_path, overrides={})
+    wait_until("the Job exists", lambda: first.tick(run_id) or bool(jobs(testbed, run_id)))
+    first.close()  # the control plane goes away; the pods carry on
+
+    second, _ = open_engine(paths, os.environ["MLFLOW_TRACKING_URI"], 2)
+    try:
+        assert second.run_until_done(run_id) == "succeeded"
+    finally:
+        second.close()
+    assert len(jobs(testbed, run_id)) == 1 and len(kubelet.started) == 3  # adopted, nothing twice
+    assert task_attempts(store, run_id, "upper") == [1, 1, 1]
