@@ -177,6 +177,8 @@ class ClusterWatch:
             except Exception as exc:  # 429, 5xx, connection refused while an API server restarts ...
                 from concurrent_mlflow.kube import describe
 
+                if self._stop.is_set():  # closing the client ended the stream
+                    return
                 log.warning(
                     "%s: watching %s failed (%s); retrying in %.1fs",
                     self.cluster,
