@@ -443,18 +443,7 @@ class Engine:
         children: dict[int, str] = {aid: child for _, aid, child in items if child}
 
         def make_child(task: TaskRow, attempt_id: int) -> None:
-            assert run.mlflow_run_id and run.experiment_id
-            children[attempt_id] = self.tracking.create_child(
-                run.experiment_id,
-                run.mlflow_run_id,
-                run_id=run.id,
-                node_id=task.node_id,
-                partition=task.partition,
-                attempt=task.attempts,
-                params={"partition": str(task.partition), "partitions": str(partitions)},
-                recover=True,
-            )
-            tx.attach_child(self.store, attempt_id, children[attempt_id])
+            children[attempt_id] = self._create_child(run, task, attempt_id, partitions, recover=True)
 
         self._in_parallel([partial(make_child, t, aid) for t, aid, child in items if not child])
         stage = StageLaunch(
@@ -499,17 +488,7 @@ class Engine:
         """Create the attempt's child run and start it; after a crash (`recover`), find both first."""
         assert run.mlflow_run_id and run.experiment_id
         if child is None:
-            child = self.tracking.create_child(
-                run.experiment_id,
-                run.mlflow_run_id,
-                run_id=run.id,
-                node_id=task.node_id,
-                partition=task.partition,
-                attempt=task.attempts,
-                params={"partition": str(task.partition), "partitions": str(partitions)},
-                recover=recover,
-            )
-            tx.attach_child(self.store, attempt_id, child)
+            child = self._create_child(run, task, attempt_id, partitions, recover=recover)
         launch = TaskLaunch(
             run_id=run.id,
             node_id=task.node_id,
@@ -533,6 +512,24 @@ class Engine:
             tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
             return
         tx.attach_handle(self.store, attempt_id, handle, log_path)
+
+    def _create_child(
+        self, run: RunRow, task: TaskRow, attempt_id: int, partitions: int, recover: bool
+    ) -> str:
+        """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it."""
+        assert run.mlflow_run_id and run.experiment_id
+        child = self.tracking.create_child(
+            run.experiment_id,
+            run.mlflow_run_id,
+            run_id=run.id,
+            node_id=task.node_id,
+            partition=task.partition,
+            attempt=task.attempts,
+            params={"partition": str(task.partition), "partitions": str(partitions)},
+            recover=recover,
+        )
+        tx.attach_child(self.store, attempt_id, child)
+        return child
 
     def _ended_unwatched(self, task: TaskRow, attempt_id: int, child: str) -> bool:
         """A worker that started and ended while no engine knew its handle: settle by its MLflow status

@@ -113,17 +113,7 @@ def reserve_attempt(store: Store, task_id: int, *, executor: str) -> int:
     The child run and the executor's handle are attached by `attach_child` and `attach_handle`; an attempt
     missing either after a restart is completed by the engine (found again, or created), never duplicated.
     """
-    with store.transaction() as session:
-        task = session.get_one(TaskRow, task_id)
-        check_move("task", task_id, task.state, S.QUEUED)
-        task.attempts += 1
-        task.state, task.retry_at = S.QUEUED, None
-        attempt = AttemptRow(
-            task_id=task_id, number=task.attempts, state=S.QUEUED, executor=executor, handle={}
-        )
-        session.add(attempt)
-        session.flush()
-        return attempt.id
+    return reserve_attempts(store, [task_id], executor=executor)[0]
 
 
 def reserve_attempts(store: Store, task_ids: Sequence[int], *, executor: str) -> list[int]:
