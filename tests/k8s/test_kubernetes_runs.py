@@ -24,7 +24,7 @@ from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import Store, clusters, open_store
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.crypto import load_cipher
-from tests.integration.conftest import TOOLBOX, RunDag, make_files
+from tests.integration.conftest import TOOLBOX, RunDag, fan_in_dag, make_files
 from tests.k8s.conftest import NAMESPACE, Testbed, python_on_path
 from tests.k8s.kubelet import SELECTOR, TOLERATION, Kubelet
 
@@ -64,24 +64,11 @@ def task_attempts(store: Store, run_id: str, node_id: str) -> list[int]:
     return [t.attempts for t in reads.stage_tasks(store, stage.id)]
 
 
-def fan_dag(partitions: int, extra: str = "", parameters: str = "") -> str:
-    return f"""
-name: k8s-fan
-nodes:
-  - {{id: raw, kind: source, uri: data}}
-  - id: upper
-    kind: project
-    project: "{TOOLBOX}"
-    entry_point: transform
-    partitions: {partitions}
-    cluster: testbed-a
-    parallelism: 2
-    parameters: {{{parameters}}}{extra}
-  - {{id: total, kind: project, project: "{TOOLBOX}", entry_point: count}}
-edges:
-  - {{from: raw, to: upper, input: text, partitioner: file}}
-  - {{from: upper, to: total, input: upper, partitioner: gather}}
-"""
+def fan_dag(partitions: int, **options: object) -> str:
+    """The integration suite's fan-out/fan-in DAG with `upper` on the testbed, two pods at a time."""
+    return fan_in_dag("k8s-fan", partitions, **options).replace(  # type: ignore[arg-type]
+        f"partitions: {partitions}", f"partitions: {partitions}\n    cluster: testbed-a\n    parallelism: 2"
+    )
 
 
 def test_fan_out_on_kubernetes_then_fan_in_on_this_machine(
@@ -150,7 +137,7 @@ def test_a_failing_partition_retries_per_index_and_keeps_every_pods_log(
     make_files(tmp_path / "data", {f"f{i}.txt": f"w{i}\n" for i in range(3)})
     register(tracking_env, "testbed-a", testbed)
 
-    done = run_dag(fan_dag(3, extra="\n    retries: 1", parameters="fail_on_partition: 1"))
+    done = run_dag(fan_dag(3, retries=1, fail_on_partition=1))
 
     assert done.state == "failed"
     (job,) = jobs(testbed, done.run_id)
@@ -178,7 +165,7 @@ def test_an_evicted_pod_is_replaced_without_using_a_retry(
 ) -> None:
     make_files(tmp_path / "data", {"only.txt": "w\n"})
     register(tracking_env, "testbed-a", testbed)
-    run = Background(run_dag, fan_dag(1, extra="\n    retries: 0", parameters="sleep: 4"))
+    run = Background(run_dag, fan_dag(1, retries=0, sleep=4))
     wait_until("the pod started", lambda: len(kubelet.started) == 1)
     time.sleep(1)
     kubelet.evict(kubelet.started[0], NAMESPACE)
@@ -197,7 +184,7 @@ def test_cancel_deletes_the_job_and_its_pods(
 ) -> None:
     make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(2)})
     register(tracking_env, "testbed-a", testbed)
-    run = Background(run_dag, fan_dag(2, parameters="sleep: 120"))
+    run = Background(run_dag, fan_dag(2, sleep=120))
     wait_until("both pods started", lambda: len(kubelet.started) == 2)
     store = open_store(Paths(tracking_env).store_url)
     (run_id,) = reads.open_run_ids(store)
@@ -269,7 +256,7 @@ def test_a_run_survives_an_api_server_restart(
 ) -> None:
     make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(2)})
     register(tracking_env, "testbed-a", testbed)
-    run = Background(run_dag, fan_dag(2, parameters="sleep: 6"))
+    run = Background(run_dag, fan_dag(2, sleep=6))
     wait_until("both pods started", lambda: len(kubelet.started) == 2)
     testbed.restart_apiserver()  # the watches break, back off, relist
 
@@ -286,7 +273,7 @@ def test_a_new_engine_adopts_the_jobs_of_one_that_stopped(
     make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(3)})
     register(tracking_env, "testbed-a", testbed)
     dag_file = tmp_path / "dag.yaml"
-    dag_file.write_text(fan_dag(3, parameters="sleep: 3"))
+    dag_file.write_text(fan_dag(3, sleep=3))
     paths = Paths(tracking_env)
     first, store = open_engine(paths, os.environ["MLFLOW_TRACKING_URI"], 2)
     run_id = first.start(parse_dag(dag_file.read_text()), base_dir=tmp_path, overrides={})

@@ -231,11 +231,11 @@ class KubernetesExecutor:
             return Observation("queued")
         job = watch.job(handle["job"])
         index = int(handle["index"])
-        pods = watch.pods(handle["job"], index)
         if job is None:
             return Observation("lost", detail=f"Job {handle['job']} no longer exists on {handle['cluster']}")
-        if index in job.completed:
+        if index in job.completed:  # the common case needs no pod lookup: this runs per partition per pass
             return Observation("exited", exit_code=0)
+        pods = watch.pods(handle["job"], index)
         failed = index in job.failed_set or (job.failed and not job.active)
         if failed:
             last = pods[-1] if pods else None
