@@ -67,14 +67,19 @@ def kwok_executor(store: Any, cipher: Any, tracking: Any, threads: int) -> Any:
             self.ended: dict[tuple[str, int], bool] = {}
             self.calls = Counter[str]()
 
-        def submit_stage(self, stage: Any) -> dict[int, dict[str, Any]]:
-            handles = super().submit_stage(stage)
+        def submit_stage(self, stage: Any, child_runs: Any) -> Any:
+            made: dict[int, str] = {}
+
+            def recorded(tasks: Any) -> Any:
+                made.update(child_runs(tasks))
+                return made
+
+            submitted = super().submit_stage(stage, recorded)
             for task in stage.tasks:
-                self.children[(handles[task.partition]["job"], handles[task.partition]["index"])] = (
-                    task.child_run_id
-                )
-            self.calls["create job"] += len({h["job"] for h in handles.values()})
-            return handles
+                handle = submitted.handles[task.partition]
+                self.children[(handle["job"], handle["index"])] = task.child_run_id or made[task.partition]
+            self.calls["create job"] += len({h["job"] for h in submitted.handles.values()})
+            return submitted
 
         def observe(self, handle: dict[str, Any]) -> Observation:
             seen = super().observe(handle)
@@ -131,7 +136,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def job_done_at(api: Any, namespace: str, run_id: str, started: float, result: dict[str, float]) -> None:
-    """Note when the Job reports every index complete (the Kubernetes side of the run)."""
+    """Note when the Job appears and when it reports every index complete (the Kubernetes side)."""
     from kubernetes.client import BatchV1Api
 
     batch = BatchV1Api(api)
@@ -139,6 +144,7 @@ def job_done_at(api: Any, namespace: str, run_id: str, started: float, result: d
         for job in batch.list_namespaced_job(
             namespace, label_selector=f"concurrent-mlflow.io/run-id={run_id}"
         ).items:
+            result.setdefault("job_created_s", time.perf_counter() - started)
             if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
                 result["job_s"] = time.perf_counter() - started
         time.sleep(0.5)
@@ -201,6 +207,8 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     n, requests = args.partitions, result["requests"]
     print(f"\n{n} partitions, one Indexed Job on the testbed (kwok nodes), {os.cpu_count()} cores\n")
     print(f"  run state                            {result['state']}")
+    if "job_created_s" in result:
+        print(f"  submit -> Job created                {result['job_created_s']:8.1f} s")
     if "job_s" in result:
         print(
             f"  submit -> Job complete (Kubernetes)  {result['job_s']:8.1f} s  ({n / result['job_s']:.0f}/s)"

@@ -276,6 +276,11 @@ class Tracking:
         raise AssertionError("unreachable")
 
 
+def partition_params(partition: int, partitions: int) -> dict[str, str]:
+    """The parameters every child run carries, whoever logs them first (the engine or the worker)."""
+    return {"partition": str(partition), "partitions": str(partitions)}
+
+
 def _fetchable_base(artifact_uri: str, mlflow_run_id: str) -> str:
     """Where a run's artifacts can be fetched from directly: a local path for file stores, else runs:/."""
     parsed = urlparse(artifact_uri)

@@ -56,7 +56,7 @@ edges:
     assert f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}/#/experiments/" in result.stdout
     assert "Failed partitions" in result.stderr
     assert "1/2" in result.stdout and "1 failed" in result.stdout  # the final progress display
-    assert "step" in result.stderr and "exit code 1" in result.stderr
+    assert "step" in result.stderr and "exit code 3" in result.stderr  # the entry point's own
     log_files = list((tracking_env / "logs").rglob("00001-1.log"))
     assert len(log_files) == 1 and "failing on purpose" in log_files[0].read_text()
     assert "concurrent run retry" in result.stderr

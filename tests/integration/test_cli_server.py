@@ -36,7 +36,7 @@ def test_run_on_a_server_stores_the_dag_and_reports_like_a_local_run(
     assert failed.returncode == 1, failed.stderr
     run_id = re.search(r"Run (\w+) of DAG 'cli-remote'", failed.stdout).group(1)  # type: ignore[union-attr]
     assert f"MLflow: {control_plane.tracking_uri}/#/experiments/" in failed.stdout
-    assert "Failed partitions" in failed.stderr and "exit code 1" in failed.stderr
+    assert "Failed partitions" in failed.stderr and "exit code 3" in failed.stderr
     assert f"concurrent logs {run_id} step 1" in failed.stderr  # where the failed partition's log is
 
     log = concurrent(*server, "logs", run_id, "step", "1", cwd=work)

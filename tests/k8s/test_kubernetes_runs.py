@@ -16,14 +16,17 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config
+from mlflow import MlflowClient
 
 from concurrent_mlflow.dag import parse_dag
 from concurrent_mlflow.engine import reads
+from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
 from concurrent_mlflow.runner import open_engine
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import Store, clusters, open_store
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.crypto import load_cipher
+from concurrent_mlflow.store.queries import run_view
 from tests.integration.conftest import TOOLBOX, RunDag, fan_in_dag, make_files
 from tests.k8s.conftest import NAMESPACE, Testbed, python_on_path
 from tests.k8s.kubelet import SELECTOR, TOLERATION, Kubelet
@@ -72,11 +75,17 @@ def fan_dag(partitions: int, **options: object) -> str:
 
 
 def test_fan_out_on_kubernetes_then_fan_in_on_this_machine(
-    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+    testbed: Testbed,
+    kubelet: Kubelet,
+    tracking_env: Path,
+    run_dag: RunDag,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     names = [f"d{i % 2}/file-{i:02d}.txt" for i in range(6)]
     make_files(tmp_path / "data", {name: f"word{i % 2} body {i}\n" for i, name in enumerate(names)})
     register(tracking_env, "testbed-a", testbed)
+    monkeypatch.setattr(KubernetesExecutor, "table_chunk", 2)  # the Job's table in two files, not one
 
     done = run_dag(fan_dag(3))
 
@@ -88,7 +97,13 @@ def test_fan_out_on_kubernetes_then_fan_in_on_this_machine(
     upper = done.children("upper")
     assert [r.data.tags["concurrent.partition"] for r in upper] == ["0", "1", "2"]
     assert {r.info.status for r in upper} == {"FINISHED"}
+    # Each pod found its own row, also in the table's second file: pod index i ran partition i.
+    assert [r.data.tags["concurrent.pod"].split("-")[-2] for r in upper] == ["0", "1", "2"]
     assert all(r.data.tags["concurrent.pod"].startswith(job.metadata.name) for r in upper)  # ran in a pod
+    table = done.client.list_artifacts(done.view.mlflow_run_id, f"plan/upper/jobs/{job.metadata.name}")
+    assert [Path(f.path).name for f in table] == ["00000.json", "00001.json"]
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["CONCURRENT_TABLE_CHUNK"] == "2"
     log = done.artifact_text(upper[1].info.run_id, "logs/task.log", tmp_path / "dl0")
     assert "===== pod " in log and "succeeded" in log and "partition 1 of 3: 2 file(s)" in log
     assert len(kubelet.started) == 3
@@ -153,9 +168,9 @@ def test_a_failing_partition_retries_per_index_and_keeps_every_pods_log(
     assert upper[1].data.tags["concurrent.pod_try"] == "2"
     log = done.artifact_text(upper[1].info.run_id, "logs/task.log", tmp_path / "dl")
     assert log.count("===== pod ") == 2 and log.count("failing on purpose") == 2
-    assert "(try 1): exit code 1 =====" in log and "(try 2): exit code 1 =====" in log
+    assert "(try 1): exit code 3 =====" in log and "(try 2): exit code 3 =====" in log  # the project's
     stage = done.stage("upper")
-    assert "partition 1: exit code 1 (after 2 pod(s))" in stage.error
+    assert "partition 1: exit code 3 (after 2 pod(s))" in stage.error
     assert done.stage("total").state == "skipped"
     assert task_attempts(done.store, done.run_id, "upper") == [1, 1, 1]  # Kubernetes retried, not the engine
 
@@ -287,3 +302,65 @@ def test_a_new_engine_adopts_the_jobs_of_one_that_stopped(
         second.close()
     assert len(jobs(testbed, run_id)) == 1 and len(kubelet.started) == 3  # adopted, nothing twice
     assert task_attempts(store, run_id, "upper") == [1, 1, 1]
+
+
+class EngineDied(BaseException):
+    """Stands for the engine's process dying at one exact point (not an error it could handle)."""
+
+
+@pytest.mark.parametrize("dies", ["before creating the Job", "after the Job, before its whole table"])
+def test_an_engine_that_dies_while_handing_a_stage_over_is_taken_over_without_duplicates(
+    dies: str,
+    testbed: Testbed,
+    kubelet: Kubelet,
+    tracking_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": "w\n" for i in range(3)})
+    register(tracking_env, "testbed-a", testbed)
+    monkeypatch.setattr(KubernetesExecutor, "table_chunk", 1)  # one table file per pod index
+    armed = True
+    if dies == "before creating the Job":
+        create = KubernetesExecutor._create
+
+        def dying_create(self: KubernetesExecutor, *args: Any) -> None:
+            if armed:
+                raise EngineDied
+            create(self, *args)
+
+        monkeypatch.setattr(KubernetesExecutor, "_create", dying_create)
+    else:
+        fill = KubernetesExecutor._fill_chunk
+
+        def dying_fill(
+            self: KubernetesExecutor, stage: Any, job: Any, group: Any, start: int, *rest: Any
+        ) -> Any:
+            if armed and start == 1:  # the Job runs, pod 0 has its row, pods 1 and 2 wait for theirs
+                raise EngineDied
+            return fill(self, stage, job, group, start, *rest)
+
+        monkeypatch.setattr(KubernetesExecutor, "_fill_chunk", dying_fill)
+    paths = Paths(tracking_env)
+    first, store = open_engine(paths, os.environ["MLFLOW_TRACKING_URI"], 2)
+    run_id = first.start(parse_dag(fan_dag(3)), base_dir=tmp_path, overrides={})
+    with pytest.raises(EngineDied):
+        while not first.tick(run_id):
+            time.sleep(0.2)
+    first.close()
+    armed = False
+    assert len(jobs(testbed, run_id)) == (0 if dies == "before creating the Job" else 1)
+
+    second, _ = open_engine(paths, os.environ["MLFLOW_TRACKING_URI"], 2)
+    try:
+        assert second.run_until_done(run_id) == "succeeded"
+    finally:
+        second.close()
+    assert len(jobs(testbed, run_id)) == 1 and len(kubelet.started) == 3  # one Job, no pod twice
+    assert task_attempts(store, run_id, "upper") == [1, 1, 1]
+    view = run_view(store, run_id)
+    assert view is not None and view.mlflow_run_id
+    query = f"tags.`mlflow.parentRunId` = '{view.mlflow_run_id}' and tags.`concurrent.node` = 'upper'"
+    upper = MlflowClient().search_runs([view.experiment_id], query)
+    assert sorted(r.data.tags["concurrent.partition"] for r in upper) == ["0", "1", "2"]  # one child each
+    assert {r.info.status for r in upper} == {"FINISHED"}

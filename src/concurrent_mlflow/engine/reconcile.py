@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskStat
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.store.states import ACTIVE, TERMINAL
-from concurrent_mlflow.tracking import Tracking
+from concurrent_mlflow.tracking import Tracking, partition_params
 
 log = logging.getLogger("concurrent.engine")
 S = TaskState
@@ -80,6 +80,7 @@ def new_run(
 
 
 KUBERNETES = KubernetesExecutor.name
+LEASE_CHECK_SECONDS = 3.0
 
 
 class Engine:
@@ -97,6 +98,8 @@ class Engine:
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
+        self._keep_going: Callable[[], bool] = lambda: True  # tick_all's lease check, for long passes
+        self._lease_checked = time.monotonic()
 
     # -- entry points -----------------------------------------------------------------------------------
     def create_run(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
@@ -133,6 +136,7 @@ class Engine:
         stops the others. `keep_going` is asked before each run (the server renews its lease there).
         """
         still_open = 0
+        self._keep_going = keep_going
         for run_id in reads.open_run_ids(self.store):
             if not keep_going():
                 return still_open
@@ -231,8 +235,21 @@ class Engine:
         self._in_parallel(work)
         for node_id, pairs in unfinished_stages.items():
             self._launch_stage(
-                run, node_id, partitions[node_id], [(t, a.id, a.mlflow_run_id) for t, a in pairs]
+                run,
+                node_id,
+                partitions[node_id],
+                [(t, a.id, a.mlflow_run_id) for t, a in pairs],
+                recover=True,
             )
+
+    def _renew_lease(self) -> None:
+        """Within a long piece of a pass, renew the server's lease every few seconds; stop the pass if
+        another server holds it now (it will pick the work up where this one left it)."""
+        if time.monotonic() - self._lease_checked < LEASE_CHECK_SECONDS:
+            return
+        self._lease_checked = time.monotonic()
+        if not self._keep_going():
+            raise ConcurrentError("this engine lost its lease in the middle of a pass; another one goes on")
 
     def _executor(self, attempt: AttemptRow) -> Executor | KubernetesExecutor:
         if attempt.executor != KUBERNETES:
@@ -415,7 +432,7 @@ class Engine:
                     items: list[tuple[TaskRow, int, str | None]] = [
                         (task, aid, None) for task, aid in zip(ready, attempt_ids, strict=True)
                     ]
-                    self._launch_stage(run, stage.node_id, stage.partitions or 1, items)
+                    self._launch_stage(run, stage.node_id, stage.partitions or 1, items, recover=False)
                 continue
             if free <= 0:
                 continue
@@ -432,27 +449,42 @@ class Engine:
         self._in_parallel(launches)
 
     def _launch_stage(
-        self, run: RunRow, node_id: str, partitions: int, items: list[tuple[TaskRow, int, str | None]]
+        self,
+        run: RunRow,
+        node_id: str,
+        partitions: int,
+        items: list[tuple[TaskRow, int, str | None]],
+        recover: bool,
     ) -> None:
-        """Hand partitions of a stage to Kubernetes: child runs first (found again after a crash), then
-        the Jobs (adopted if they exist), then every handle in one transaction."""
+        """Hand partitions of a stage to Kubernetes. The executor asks for child runs one table chunk at a
+        time and starts each Job after its first chunk; every handle is recorded in one transaction at
+        the end. After a crash (`recover`), child runs an earlier engine made are found, not made twice."""
         assert run.mlflow_run_id and run.experiment_id
         dag = self._dag(run.id)
         node = self._task_node(run.id, items[0][0])
         items = sorted(items, key=lambda item: item[0].partition)  # Job names depend on the order
-        children: dict[int, str] = {aid: child for _, aid, child in items if child}
+        by_partition = {task.partition: (task, aid) for task, aid, _ in items}
+        children: dict[int, str] = {task.partition: child for task, _, child in items if child}
 
-        def make_child(task: TaskRow, attempt_id: int) -> None:
-            children[attempt_id] = self._create_child(run, task, attempt_id, partitions, recover=True)
+        def child_runs(tasks: Sequence[StageTask]) -> dict[int, str]:
+            self._renew_lease()  # a stage of many chunks can outlast the lease of one pass
 
-        self._in_parallel([partial(make_child, t, aid) for t, aid, child in items if not child])
+            def make(partition: int) -> None:
+                task, attempt_id = by_partition[partition]
+                children[partition] = self._create_child(
+                    run, task, attempt_id, partitions, recover, params=False
+                )
+
+            self._in_parallel([partial(make, t.partition) for t in tasks])
+            return {t.partition: children[t.partition] for t in tasks}
+
         stage = StageLaunch(
             run_id=run.id,
             node_id=node_id,
             parent_run_id=run.mlflow_run_id,
             tracking_uri=self.tracking.tracking_uri,
             placement=dag.placement(node),
-            tasks=[StageTask(t.partition, t.attempts, children[aid]) for t, aid, _ in items],
+            tasks=[StageTask(t.partition, t.attempts, child) for t, _, child in items],
             parallelism=dag.parallelism(node) or len(items),
             retries=dag.retries(node),
             timeout=dag.timeout(node),
@@ -463,18 +495,17 @@ class Engine:
             node_selector=node.node_selector,
             tolerations=[t.model_dump(by_alias=True, exclude_none=True) for t in node.tolerations],
         )
-        try:
-            if self.kubernetes is None:
-                raise ConcurrentError("this engine has no Kubernetes executor (start it with a store)")
-            handles = self.kubernetes.submit_stage(stage)
-        except ConcurrentError as exc:
-            log.error("%s: could not start %d partition(s) on Kubernetes: %s", node_id, len(items), exc)
-            for task, attempt_id, _ in items:
-                self.tracking.terminate(children[attempt_id], "FAILED")
-                retry_in = self._retry_delay(task)
-                tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
-            return
-        tx.attach_handles(self.store, {aid: handles[task.partition] for task, aid, _ in items})
+        if self.kubernetes is None:
+            raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
+        submitted = self.kubernetes.submit_stage(stage, child_runs)
+        for partition, error in submitted.failed.items():
+            log.error("%s[%d]: could not start on Kubernetes: %s", node_id, partition, error)
+            task, attempt_id = by_partition[partition]
+            if partition in children:
+                self.tracking.terminate(children[partition], "FAILED")
+            retry_in = self._retry_delay(task)
+            tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=error, retry_in=retry_in)
+        tx.attach_handles(self.store, {by_partition[p][1]: handle for p, handle in submitted.handles.items()})
 
     def _launch(
         self,
@@ -514,9 +545,11 @@ class Engine:
         tx.attach_handle(self.store, attempt_id, handle, log_path)
 
     def _create_child(
-        self, run: RunRow, task: TaskRow, attempt_id: int, partitions: int, recover: bool
+        self, run: RunRow, task: TaskRow, attempt_id: int, partitions: int, recover: bool, params: bool = True
     ) -> str:
-        """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it."""
+        """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it.
+        Without `params` the worker logs the partition parameters itself: one MLflow call less per child,
+        which counts when a Kubernetes stage makes thousands of them before its pods can start."""
         assert run.mlflow_run_id and run.experiment_id
         child = self.tracking.create_child(
             run.experiment_id,
@@ -525,7 +558,7 @@ class Engine:
             node_id=task.node_id,
             partition=task.partition,
             attempt=task.attempts,
-            params={"partition": str(task.partition), "partitions": str(partitions)},
+            params=partition_params(task.partition, partitions) if params else {},
             recover=recover,
         )
         tx.attach_child(self.store, attempt_id, child)

@@ -38,9 +38,9 @@ def jobs_path(node_id: str, job_name: str) -> str:
     return f"plan/{node_id}/jobs/{job_name}"
 
 
-def table_chunk(index: int) -> str:
-    """The chunk file (inside `jobs_path`) that holds pod index `index`."""
-    return f"{index // TABLE_CHUNK:05d}.json"
+def table_chunk(index: int, size: int) -> str:
+    """The chunk file (inside `jobs_path`) that holds pod index `index`, in chunks of `size` rows."""
+    return f"{index // size:05d}.json"
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class JobRequest:
     parent_run_id: str
     env: Mapping[str, str]
     pod: PodSettings
+    table_chunk: int = TABLE_CHUNK  # told to the pods, so they never assume the engine's constant
 
     @property
     def name(self) -> str:
@@ -180,6 +181,7 @@ def _env(request: JobRequest) -> list[dict[str, Any]]:
         "CONCURRENT_PARENT_RUN": request.parent_run_id,
         "CONCURRENT_NODE": request.node_id,
         "CONCURRENT_JOB_TABLE": jobs_path(request.node_id, request.name),
+        "CONCURRENT_TABLE_CHUNK": str(request.table_chunk),
         "CONCURRENT_CACHE": f"{CACHE_MOUNT}/concurrent",
         "CONCURRENT_SCRATCH": "/tmp/concurrent-scratch",
         "UV_CACHE_DIR": f"{CACHE_MOUNT}/uv",

@@ -20,7 +20,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,17 @@ REQUEST_TIMEOUT = 30.0
 class StageTask:
     partition: int
     attempt: int
-    child_run_id: str
+    child_run_id: str | None  # None: not made yet (the executor asks for it when its table chunk is due)
+
+
+ChildRuns = Callable[[Sequence[StageTask]], Mapping[int, str]]
+"""Makes the child runs of these tasks; returns partition -> child run id."""
+
+
+@dataclass
+class StageSubmission:
+    handles: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> handle
+    failed: dict[int, str] = field(default_factory=dict)  # partition -> why its cluster refused it
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class _Cluster:
 
 class KubernetesExecutor:
     name = "kubernetes"
+    table_chunk = TABLE_CHUNK  # rows of a Job's table per artifact file
 
     def __init__(self, store: Store, cipher: Callable[[], Cipher], tracking: Tracking) -> None:
         self.store, self._cipher, self.tracking = store, cipher, tracking
@@ -117,26 +128,40 @@ class KubernetesExecutor:
         self._cancelled: set[tuple[str, str]] = set()
 
     # -- submitting ---------------------------------------------------------------------------------------
-    def submit_stage(self, stage: StageLaunch) -> dict[int, dict[str, Any]]:
-        """Create (or adopt) the stage's Jobs; returns each partition's handle. Raises ExecutorError naming
-        the cluster when one cannot take them: the caller fails only those partitions."""
-        handles: dict[int, dict[str, Any]] = {}
+    def submit_stage(self, stage: StageLaunch, child_runs: ChildRuns) -> StageSubmission:
+        """Create (or adopt) the stage's Jobs and fill their tables; returns each partition's handle.
+
+        Child runs are made chunk by chunk (`child_runs`, for the tasks that have none yet), and each Job is
+        created as soon as its first table chunk is stored, so pods start while later chunks are still
+        being made (a pod whose chunk is not there yet waits for it). A cluster that cannot take its Job
+        fails only its own partitions (`StageSubmission.failed`); any other error propagates, and the
+        engine's next pass hands the stage over again, which finds the child runs and adopts the Jobs."""
+        result = StageSubmission()
+        pending: list[tuple[JobRequest, list[StageTask]]] = []
         for cluster_name, tasks in split_by_weight(stage.tasks, stage.placement).items():
-            cluster = self._cluster(cluster_name)
             for attempt in sorted({t.attempt for t in tasks}):
                 group = [t for t in tasks if t.attempt == attempt]
-                request = self._request(stage, cluster, attempt, group)
-                self._write_table(stage, request.name, group)
-                self._create(cluster, build_job(request))
-                for index, task in enumerate(group):
-                    handles[task.partition] = {
-                        "cluster": cluster_name,
-                        "namespace": request.pod.namespace,
-                        "job": request.name,
-                        "index": index,
-                        "partition": task.partition,
-                    }
-        return handles
+                try:
+                    cluster = self._cluster(cluster_name)
+                    request = self._request(stage, cluster, attempt, group)
+                    group = self._fill_chunk(stage, request, group, 0, child_runs)
+                    self._create(cluster, build_job(request))
+                except ExecutorError as exc:
+                    result.failed.update({t.partition: str(exc) for t in group})
+                    continue
+                pending.append((request, group))
+        for request, group in pending:  # the Jobs run already; the rest of their tables follows
+            for start in range(request.table_chunk, len(group), request.table_chunk):
+                group = self._fill_chunk(stage, request, group, start, child_runs)
+            for index, task in enumerate(group):
+                result.handles[task.partition] = {
+                    "cluster": request.cluster,
+                    "namespace": request.pod.namespace,
+                    "job": request.name,
+                    "index": index,
+                    "partition": task.partition,
+                }
+        return result
 
     def _request(
         self, stage: StageLaunch, cluster: _Cluster, attempt: int, group: list[StageTask]
@@ -169,20 +194,24 @@ class KubernetesExecutor:
             parent_run_id=stage.parent_run_id,
             env=stage.env,
             pod=pod,
+            table_chunk=self.table_chunk,
         )
 
-    def _write_table(self, stage: StageLaunch, job: str, group: list[StageTask]) -> None:
-        """What each pod index runs, in small chunks on the parent run (a pod reads only its chunk)."""
+    def _fill_chunk(
+        self, stage: StageLaunch, job: JobRequest, group: list[StageTask], start: int, child_runs: ChildRuns
+    ) -> list[StageTask]:
+        """Give the tasks of one table chunk their child runs, then store the chunk on the parent run (what
+        each pod index runs; a pod reads only its chunk). Returns `group` with those child runs in it."""
+        end = start + job.table_chunk
+        chunk = group[start:end]
+        made = child_runs([t for t in chunk if not t.child_run_id])
+        chunk = [replace(t, child_run_id=t.child_run_id or made[t.partition]) for t in chunk]
+        rows = {"partitions": [t.partition for t in chunk], "children": [t.child_run_id for t in chunk]}
         with tempfile.TemporaryDirectory(prefix="concurrent-job-") as tmp:
-            root = Path(tmp)
-            for start in range(0, len(group), TABLE_CHUNK):
-                chunk = group[start : start + TABLE_CHUNK]
-                rows = {
-                    "partitions": [t.partition for t in chunk],
-                    "children": [t.child_run_id for t in chunk],
-                }
-                (root / table_chunk(start)).write_text(json.dumps(rows), encoding="utf-8")
-            self.tracking.log_dir(stage.parent_run_id, root, jobs_path(stage.node_id, job))
+            path = Path(tmp) / table_chunk(start, job.table_chunk)
+            path.write_text(json.dumps(rows), encoding="utf-8")
+            self.tracking.log_file(stage.parent_run_id, path, jobs_path(stage.node_id, job.name))
+        return [*group[:start], *chunk, *group[end:]]
 
     def _create(self, cluster: _Cluster, job: dict[str, Any]) -> None:
         from kubernetes.client import BatchV1Api

@@ -3,7 +3,8 @@ or, in a pod of an Indexed Job, `--from-job` (which partition and child run it i
 
 It reads the stage spec and its own manifest from the parent run, fetches only its partition's inputs, runs
 the node, logs the output dir and an output index to the child run, and only then marks the child run
-FINISHED. The exit code tells the executor whether the task succeeded.
+FINISHED. Its exit code is the executor's verdict: 0, the entry point's own code when that failed, or 1
+when the worker itself could not do its part.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from concurrent_mlflow.tracking import (
     TAG_PREFIX,
     Tracking,
     manifest_path,
+    partition_params,
     spec_path,
 )
 
@@ -51,15 +54,15 @@ def main(argv: list[str]) -> int:
         parser.error("--parent-run, --child-run, --node and --partition are required without --from-job")
     scratch = Path(os.environ.get("CONCURRENT_SCRATCH", "/tmp/concurrent-scratch")) / args.child_run
     try:
-        ok = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch)
+        code = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch)
     except Exception:
         log.exception("task %s[%d] failed", args.node, args.partition)
-        ok = False
+        code = 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if not ok:
+    if code != 0:
         tracking.terminate(args.child_run, "FAILED")
-    return 0 if ok else 1
+    return code
 
 
 def _task_of_pod(tracking: Tracking) -> tuple[str, str, int, str]:
@@ -69,12 +72,10 @@ def _task_of_pod(tracking: Tracking) -> tuple[str, str, int, str]:
     the control plane keeps the log of every pod the partition took."""
     parent, node = os.environ["CONCURRENT_PARENT_RUN"], os.environ["CONCURRENT_NODE"]
     index = int(os.environ["JOB_COMPLETION_INDEX"])
-    table_file = f"{os.environ['CONCURRENT_JOB_TABLE']}/{table_chunk(index)}"
-    rows = json.loads(tracking.read_text(parent, table_file))
-    partition, child = (
-        int(rows["partitions"][index % TABLE_CHUNK]),
-        str(rows["children"][index % TABLE_CHUNK]),
-    )
+    size = int(os.environ.get("CONCURRENT_TABLE_CHUNK") or TABLE_CHUNK)
+    table_file = f"{os.environ['CONCURRENT_JOB_TABLE']}/{table_chunk(index, size)}"
+    rows = _wait_for_table(tracking, parent, table_file)
+    partition, child = int(rows["partitions"][index % size]), str(rows["children"][index % size])
     tries = int(os.environ.get("CONCURRENT_INDEX_FAILURES") or 0) + 1
     pod = os.environ.get("CONCURRENT_POD", "")
     log.info("pod %s: %s[%d], try %d, child run %s", pod, node, partition, tries, child)
@@ -88,7 +89,23 @@ def _task_of_pod(tracking: Tracking) -> tuple[str, str, int, str]:
     return parent, node, partition, child
 
 
-def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> bool:
+def _wait_for_table(tracking: Tracking, parent: str, table_file: str) -> dict[str, Any]:
+    """The Job starts before the engine has stored every chunk of its table: wait for ours, a while."""
+    deadline = time.monotonic() + float(os.environ.get("CONCURRENT_TABLE_WAIT", "900"))
+    delay = 1.0
+    while True:
+        try:
+            return dict(json.loads(tracking.read_text(parent, table_file)))
+        except (ConcurrentError, ValueError) as exc:  # not stored yet, or caught mid-upload
+            if time.monotonic() + delay > deadline:
+                raise ConcurrentError(f"this pod's task table {table_file} never appeared: {exc}") from exc
+            log.info("waiting for the task table %s (%s)", table_file, type(exc).__name__)
+        time.sleep(delay)
+        delay = min(delay * 2, 15.0)
+
+
+def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> int:
+    """The task from its inputs to its logged outputs; returns the exit code for the executor (0: done)."""
     spec: dict[str, Any] = json.loads(tracking.read_text(parent, spec_path(node)))
     manifest = Manifest.loads(tracking.read_text(parent, manifest_path(node, partition)))
     input_dir, output_dir = scratch / "input", scratch / "output"
@@ -105,7 +122,8 @@ def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: 
         manifest.input_bytes(),
     )
     (scratch / "manifest.json").write_text(manifest.dumps(), encoding="utf-8")
-    tracking.log_params(child, {**spec.get("parameters", {}), **manifest.parameters})
+    parameters = {**spec.get("parameters", {}), **manifest.parameters}
+    tracking.log_params(child, {**partition_params(partition, manifest.partitions), **parameters})
     os.environ.update(
         {
             task.ENV_INPUT_DIR: str(input_dir),
@@ -124,11 +142,12 @@ def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: 
     else:
         from concurrent_mlflow.worker.project_run import run_project
 
-        if not run_project(spec, manifest, child, tracking):
-            return False
+        code = run_project(spec, manifest, child, tracking)
+        if code != 0:
+            return code
     log_outputs(tracking, child, output_dir, scratch / "output-metadata.jsonl")
     tracking.terminate(child, "FINISHED")
-    return True
+    return 0
 
 
 def log_outputs(tracking: Tracking, child: str, output_dir: Path, metadata_file: Path) -> None:

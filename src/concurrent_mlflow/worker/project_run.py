@@ -20,7 +20,8 @@ from concurrent_mlflow.tracking import Tracking
 log = logging.getLogger("concurrent.worker")
 
 
-def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking) -> bool:
+def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking) -> int:
+    """Run the entry point to its end; returns its exit code (what the executor reports to the user)."""
     from mlflow.projects.backend.local import LocalBackend
     from mlflow.projects.utils import (
         MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG,
@@ -69,9 +70,11 @@ def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: 
             tracking.tracking_uri,
             experiment_id,
         )
-    ok = bool(submitted.wait())
-    log.info("entry point %s", "succeeded" if ok else "failed")
-    return ok
+    submitted.wait()
+    code = int(submitted.command_proc.returncode)
+    code = code if code >= 0 else 128 - code  # killed by signal N: the shell's 128+N, not a negative
+    log.info("entry point %s", "succeeded" if code == 0 else f"failed with exit code {code}")
+    return code
 
 
 class _environment_lock:
