@@ -62,6 +62,13 @@ class Tracking:
 
         return self._call(f"open experiment {name!r}", get_or_create)
 
+    def experiment_name(self, experiment_id: str) -> str:
+        return str(
+            self._call(
+                f"find experiment {experiment_id!r}", lambda: self.client.get_experiment(experiment_id)
+            ).name
+        )
+
     def start_parent(
         self, experiment_id: str, *, run_id: str, dag_name: str, dag_yaml: str, overrides: Mapping[str, str]
     ) -> str:

@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from concurrent_mlflow import kube, kubeconfig
 from concurrent_mlflow.cli.service import server as server_command
+from concurrent_mlflow.executors.jobspec import JobRequest, PodSettings, build_job
 from concurrent_mlflow.server.app import API_PREFIX
 from concurrent_mlflow.server.routes import meta
 from tests.k8s.conftest import Testbed
@@ -272,6 +273,38 @@ def test_the_server_pod_meets_the_restricted_pod_security_standard(
         weaker = copy.deepcopy(pod)
         weaker["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
         problem = _dry_run(api, weaker)
+    assert problem is not None and "PodSecurity" in problem and "restricted" in problem
+
+
+def test_the_executors_task_pod_meets_the_tasks_namespaces_restricted_standard(
+    api: ApiClient, namespaces: list[dict[str, Any]]
+) -> None:
+    """concurrent-tasks enforces `restricted`: the pod of a Job the executor builds for it (as the cluster's
+    pod settings name its service account) passes; the control, the same pod run as root, fails."""
+    manifest = {d["kind"]: d for _, d in _documents([DEPLOY / "tasks-namespace.yaml"])}
+    assert manifest["Namespace"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    request = JobRequest(
+        run_id="r1",
+        node_id="score",
+        cluster="prod",
+        attempt=1,
+        partitions=[0, 1],
+        parallelism=2,
+        retries=1,
+        timeout=600,
+        tracking_uri="http://mlflow.ml.svc:5000",
+        parent_run_id="p1",
+        env={},
+        pod=PodSettings(namespace=TASKS, service_account="concurrent-task", cpu="1", memory="1Gi"),
+    )
+    template = build_job(request)["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "task-probe", "namespace": TASKS}}
+    pod["spec"] = template["spec"]
+    with _created(api, [manifest["ServiceAccount"]]):
+        assert _dry_run(api, pod) is None
+        as_root = copy.deepcopy(pod)
+        as_root["spec"]["securityContext"].update(runAsNonRoot=False, runAsUser=0)
+        problem = _dry_run(api, as_root)
     assert problem is not None and "PodSecurity" in problem and "restricted" in problem
 
 
