@@ -100,7 +100,16 @@ def test_a_failing_partition_fails_mlflow_run_and_says_what_failed(
     config = {"inputs": {"text": str(tmp_path / "data")}, "partitions": 2}
 
     done = mlflow_run(
-        tmp_path, "backend-fail", config, str(TOOLBOX), "-e", "transform", "-P", "fail_on_partition=1"
+        tmp_path,
+        "backend-fail",
+        config,
+        str(TOOLBOX),
+        "-e",
+        "transform",
+        "-P",
+        "fail_on_partition=1",
+        "--run-name",
+        "nightly-clean",
     )
 
     stderr = done.stderr
@@ -113,6 +122,7 @@ def test_a_failing_partition_fails_mlflow_run_and_says_what_failed(
     parent = parent_of(stderr, client)
     assert f"Run (ID '{parent.info.run_id}') failed" in stderr
     assert parent.info.status == "FAILED"
+    assert parent.data.tags["mlflow.runName"] == "nightly-clean"  # MLflow sets it only on success
     assert [c.info.status for c in children_of(parent, client)] == ["FINISHED", "FAILED"]
 
 

@@ -7,6 +7,7 @@ CI (`CI=true`), where that is an error: CI must run them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -59,14 +60,22 @@ def _testbed(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _start(name: str, port: int) -> Iterator[Testbed]:
-    try:
-        _testbed("up", "--name", name, "--port", str(port), "--nodes", "2")
-    except (RuntimeError, OSError) as exc:
-        message = f"KUBERNETES TESTS NOT RUN: the testbed did not start: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must run them)")
-        pytest.skip(message)
+def _start(name: str) -> Iterator[Testbed]:
+    """Start a testbed on free ports; a port taken between the probe and the start (another process's)
+    gets the half-started testbed taken down and another try on other ports."""
+    for attempt in range(3):
+        port = _free_base_port()
+        try:
+            _testbed("up", "--name", name, "--port", str(port), "--nodes", "2")
+            break
+        except (RuntimeError, OSError) as exc:
+            with contextlib.suppress(RuntimeError, OSError):
+                _testbed("down", "--name", name)
+            if attempt == 2:
+                message = f"KUBERNETES TESTS NOT RUN: the testbed did not start: {exc}"
+                if os.environ.get("CI"):
+                    pytest.fail(message + " (CI must run them)")
+                pytest.skip(message)
     state = Path(json.loads(_testbed("env", "--name", name, "--json").stdout)["state"])
     try:
         yield Testbed(name, port, state)
@@ -90,13 +99,13 @@ def _free_base_port() -> int:
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    yield from _start(f"pytest-{os.getpid()}-a", _free_base_port())
+    yield from _start(f"pytest-{os.getpid()}-a")
 
 
 @pytest.fixture(scope="session")
 def second_testbed() -> Iterator[Testbed]:
     """An independent second cluster (its own etcd, API server, controllers and nodes)."""
-    yield from _start(f"pytest-{os.getpid()}-b", _free_base_port())
+    yield from _start(f"pytest-{os.getpid()}-b")
 
 
 def python_on_path() -> str:

@@ -93,6 +93,7 @@ class ConcurrentBackend(AbstractBackend):
                 experiment=Tracking(tracking_uri).experiment_name(experiment_id),
                 base_dir=Path.cwd(),
                 env_manager=(backend_config or {}).get("ENV_MANAGER"),  # `mlflow run --env-manager`
+                run_name=_cli_option("run_name") if under_cli else None,
             )
             paths = Paths.from_env()  # CONCURRENT_HOME, as the `concurrent` command finds it
             dag = build_dag(request, config, paths.cache)
@@ -227,6 +228,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
                 "mlflow.project.backend": "concurrent",
                 "mlflow.source.name": request.project_uri,
                 "mlflow.project.entryPoint": request.entry_point,
+                **({"mlflow.runName": request.run_name} if request.run_name else {}),
             },
         )
         tracking.log_params(self._mlflow_run_id, request.params)
@@ -315,6 +317,13 @@ def _under_mlflow_run_cli() -> bool:
     ctx = click.get_current_context(silent=True)
     callback = getattr(ctx.command, "callback", None) if ctx is not None else None
     return callback is not None and callback.__module__ == "mlflow.cli" and callback.__name__ == "run"
+
+
+def _cli_option(name: str) -> Any:
+    """An option of the running `mlflow run` command (MLflow applies some only after `run` returns, which
+    under that command is after the run has ended, and never when it failed)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.params.get(name) if ctx is not None else None
 
 
 def _show_progress_on_stderr() -> None:

@@ -54,6 +54,7 @@ class ProjectRequest:
     experiment: str
     base_dir: Path
     env_manager: str | None
+    run_name: str | None = None  # `mlflow run --run-name`, which MLflow itself sets only once `run` returns
 
 
 def read_config(backend_config: Mapping[str, Any] | None) -> dict[str, Any]:
