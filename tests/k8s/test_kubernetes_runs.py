@@ -214,9 +214,10 @@ def test_cancel_deletes_the_job_and_its_pods(
 
 
 def test_an_unreachable_cluster_fails_its_node_with_a_clear_error_and_spares_the_others(
-    testbed: Testbed, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
 ) -> None:
-    make_files(tmp_path / "data", {"f.txt": "w\n"})
+    make_files(tmp_path / "data", {"f.txt": "w\n", "g.txt": "v\n"})
+    register(tracking_env, "testbed-a", testbed)
     document = testbed.kubeconfig_document()
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -230,9 +231,16 @@ nodes:
   - {{id: raw, kind: source, uri: data}}
   - {{id: far, kind: project, project: "{TOOLBOX}", entry_point: count, cluster: gone}}
   - {{id: near, kind: project, project: "{TOOLBOX}", entry_point: count}}
+  - id: split
+    kind: project
+    project: "{TOOLBOX}"
+    entry_point: count
+    partitions: 2
+    clusters: {{gone: 1, testbed-a: 1}}
 edges:
   - {{from: raw, to: far, input: rows}}
   - {{from: raw, to: near, input: rows}}
+  - {{from: raw, to: split, input: rows}}
 """)
     assert done.state == "failed"
     far, near = done.stage("far"), done.stage("near")
@@ -242,6 +250,15 @@ edges:
     assert "cannot connect" in far.error
     token = str(document["users"][0]["user"]["token"])  # type: ignore[index]
     assert token not in far.error
+    # A stage spread over both clusters loses only the unreachable one's share: partition 0 (on `gone`).
+    split = done.stage("split")
+    assert split.error.startswith("1 of 2 partition(s) failed; partition 0: cluster 'gone'"), split.error
+    assert [(r.data.tags["concurrent.partition"], r.info.status) for r in done.children("split")] == [
+        ("0", "FAILED"),
+        ("1", "FINISHED"),
+    ]
+    (job,) = jobs(testbed, done.run_id)
+    assert job.spec.completions == 1 and job.status.completed_indexes == "0"
 
 
 def test_two_clusters_share_one_stage_by_weight(
