@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.k8s.kubelet import Kubelet
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "scripts" / "k8s-testbed"
 NAMESPACE = "concurrent"
@@ -115,3 +117,17 @@ def python_on_path() -> str:
 
 # The integration suite's DAG runner, for DAGs whose nodes run on the testbed.
 from tests.integration.conftest import run_dag  # noqa: E402, F401
+
+
+@pytest.fixture
+def kubelet(testbed: Testbed, tmp_path: Path) -> Iterator[Kubelet]:
+    """The stand-in kubelet on the session's testbed: pods scheduled to its node run as local processes."""
+    overrides = {
+        "PATH": python_on_path(),
+        "CONCURRENT_SCRATCH": str(tmp_path / "pod-scratch"),
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
+        "CONCURRENT_CACHE": str(tmp_path / "pod-cache"),
+    }
+    with Kubelet(testbed.admin_kubeconfig, tmp_path / "kubelet", overrides=overrides) as running:
+        yield running

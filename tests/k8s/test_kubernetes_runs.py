@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.queries import run_view
 from tests.integration.conftest import TOOLBOX, RunDag, fan_in_dag, make_files
-from tests.k8s.conftest import NAMESPACE, Testbed, python_on_path
+from tests.k8s.conftest import NAMESPACE, Testbed
 from tests.k8s.kubelet import SELECTOR, TOLERATION, Kubelet
 
 HARNESS_POD = {"node_selector": SELECTOR, "tolerations": [TOLERATION]}
@@ -41,19 +41,6 @@ def register(home: Path, name: str, bed: Testbed) -> None:
     clusters.register(
         store, load_cipher(paths.home), name, bed.kubeconfig_text(), namespace=NAMESPACE, pod=HARNESS_POD
     )
-
-
-@pytest.fixture
-def kubelet(testbed: Testbed, tmp_path: Path) -> Iterator[Kubelet]:
-    overrides = {
-        "PATH": python_on_path(),
-        "CONCURRENT_SCRATCH": str(tmp_path / "pod-scratch"),
-        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
-        "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
-        "CONCURRENT_CACHE": str(tmp_path / "pod-cache"),
-    }
-    with Kubelet(testbed.admin_kubeconfig, tmp_path / "kubelet", overrides=overrides) as running:
-        yield running
 
 
 def jobs(bed: Testbed, run_id: str) -> list[client.V1Job]:

@@ -11,13 +11,11 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from tests.integration.conftest import TOOLBOX, make_files
-from tests.k8s import test_kubernetes_runs
 from tests.k8s.conftest import Testbed
 from tests.k8s.kubelet import Kubelet
 from tests.k8s.test_kubernetes_runs import jobs, register
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-kubelet = test_kubernetes_runs.kubelet  # the stand-in kubelet fixture of the k8s run tests
 
 
 def test_mlflow_run_on_a_registered_cluster_runs_the_partitions_as_pods(
