@@ -144,7 +144,7 @@ class KubernetesExecutor:
                 try:
                     cluster = self._cluster(cluster_name)
                     request = self._request(stage, cluster, attempt, group)
-                    group = self._fill_chunk(stage, request, group, 0, child_runs)
+                    self._fill_chunk(stage, request, group, 0, child_runs)
                     self._create(cluster, build_job(request))
                 except ExecutorError as exc:
                     result.failed.update({t.partition: str(exc) for t in group})
@@ -152,7 +152,7 @@ class KubernetesExecutor:
                 pending.append((request, group))
         for request, group in pending:  # the Jobs run already; the rest of their tables follows
             for start in range(request.table_chunk, len(group), request.table_chunk):
-                group = self._fill_chunk(stage, request, group, start, child_runs)
+                self._fill_chunk(stage, request, group, start, child_runs)
             for index, task in enumerate(group):
                 result.handles[task.partition] = {
                     "cluster": request.cluster,
@@ -199,9 +199,9 @@ class KubernetesExecutor:
 
     def _fill_chunk(
         self, stage: StageLaunch, job: JobRequest, group: list[StageTask], start: int, child_runs: ChildRuns
-    ) -> list[StageTask]:
-        """Give the tasks of one table chunk their child runs, then store the chunk on the parent run (what
-        each pod index runs; a pod reads only its chunk). Returns `group` with those child runs in it."""
+    ) -> None:
+        """Give the tasks of one table chunk their child runs (in `group`, in place), then store the chunk on
+        the parent run (what each pod index runs; a pod reads only its chunk)."""
         end = start + job.table_chunk
         chunk = group[start:end]
         made = child_runs([t for t in chunk if not t.child_run_id])
@@ -211,7 +211,7 @@ class KubernetesExecutor:
             path = Path(tmp) / table_chunk(start, job.table_chunk)
             path.write_text(json.dumps(rows), encoding="utf-8")
             self.tracking.log_file(stage.parent_run_id, path, jobs_path(stage.node_id, job.name))
-        return [*group[:start], *chunk, *group[end:]]
+        group[start:end] = chunk
 
     def _create(self, cluster: _Cluster, job: dict[str, Any]) -> None:
         from kubernetes.client import BatchV1Api
