@@ -456,3 +456,58 @@ def test_the_server_logged_no_unexpected_errors(plane: ControlPlane) -> None:
     """Runs last in this module: nothing above should have reached the 500 handler."""
     logs = "\n".join(p.read_text(errors="replace") for p in sorted(plane.home.glob("server-*.log")))
     assert "unexpected error" not in logs and "Traceback" not in logs, logs[-4000:]
+
+
+# -- what the designer asks before it saves -------------------------------------------------------------
+def test_validate_reports_every_problem_of_projects_and_parameters_and_saves_nothing(
+    api: httpx.Client,
+) -> None:
+    before = api.get("/dags").json()["total"]
+    good = api.post("/dags/validate", json={"yaml": dag_yaml("checked")})
+    assert good.status_code == 200 and good.json() == {"valid": True, "errors": []}
+
+    bad_params = dag_yaml("checked").replace(
+        "entry_point: transform", "entry_point: echo_params, parameters: {alpha: x, gamma: 1}"
+    )
+    result = api.post("/dags/validate", json={"yaml": bad_params}).json()
+    assert result["valid"] is False
+    messages = {e["location"]: e["message"] for e in result["errors"]}
+    assert set(messages) == {"nodes.work.parameters"}
+    problems = [e["message"] for e in result["errors"]]
+    assert any("gamma" in m for m in problems) and any("alpha" in m and "float" in m for m in problems), (
+        problems
+    )
+
+    unknown = dag_yaml("checked").replace("entry_point: transform", "entry_point: nope")
+    (error,) = api.post("/dags/validate", json={"yaml": unknown}).json()["errors"]
+    assert error["location"] == "nodes.work.parameters" and "nope" in error["message"]
+
+    missing = dag_yaml("checked").replace(str(TOOLBOX), "/no/such/project")
+    (error,) = api.post("/dags/validate", json={"yaml": missing}).json()["errors"]
+    assert error["location"] == "nodes.work.project" and "/no/such/project" in error["message"]
+
+    cyclic = dag_yaml("checked") + "  - {from: work, to: work, input: again}\n"
+    errors = api.post("/dags/validate", json={"yaml": cyclic}).json()["errors"]
+    assert {"location": "edges.work->work", "message": "an edge cannot join a node to itself"} in errors
+
+    not_yaml = api.post("/dags/validate", json={"yaml": "name: [unclosed"}).json()
+    assert not not_yaml["valid"] and "not valid YAML" in not_yaml["errors"][0]["message"]
+    assert_problem(api.post("/dags/validate", json={"yaml": "x", "extra": 1}), 422)
+    assert api.get("/dags").json()["total"] == before
+
+
+def test_a_project_describes_its_entry_points_with_typed_parameters(api: httpx.Client) -> None:
+    response = api.get("/projects", params={"uri": str(TOOLBOX)})
+    assert response.status_code == 200, response.text
+    project = response.json()
+    assert project["name"] == "toolbox" and project["commit"] is None
+    entry_points = {e["name"]: {p["name"]: p for p in e["parameters"]} for e in project["entry_points"]}
+    assert set(entry_points) == {"transform", "count", "echo_params"}
+    assert entry_points["echo_params"]["alpha"] == {"name": "alpha", "type": "float", "default": None}
+    assert entry_points["transform"]["suffix"] == {"name": "suffix", "type": "string", "default": ".out"}
+    assert entry_points["count"] == {}
+
+    missing = assert_problem(api.get("/projects", params={"uri": "/no/such/project"}), 422, "invalid-project")
+    assert "/no/such/project" in missing["detail"]
+    assert_problem(api.get("/projects", params={"uri": "../../etc\x00"}), 422)
+    assert_problem(api.get("/projects"), 422)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
+from concurrent_mlflow.dag import parse_dag
 from tests.fixtures.control_plane import ControlPlane
 from tests.integration.conftest import fan_in_dag as dag_yaml
 from tests.integration.conftest import make_files
@@ -59,6 +60,39 @@ def test_a_run_started_over_http_reports_every_node_and_partition(control_plane:
         listed = api.get("/runs", params={"dag": "api-fan"}).json()
         assert [r["id"] for r in listed["items"]] == [run["id"]]
         assert api.get("/dags").json()["items"][0]["last_run_state"] == "succeeded"
+
+        child_urls = {t["mlflow_url"] for t in tasks["items"]}
+        assert child_urls == {
+            f"{control_plane.tracking_uri}/#/experiments/{done['experiment_id']}/runs/{c}"
+            for c in mlflow_children
+        }
+        executed = api.get(f"/runs/{run['id']}/dag")
+        assert parse_dag(executed.text) == parse_dag(dag_yaml("api-fan", 3))
+
+
+def test_polling_with_the_etag_gets_304_until_the_run_changes(control_plane: ControlPlane) -> None:
+    make_files(control_plane.work_dir / "data", {"a.txt": "a\n"})
+    with control_plane.client() as api:
+        run = start(api, control_plane, dag_yaml("api-etag", 1, sleep=3))
+        while_running = {
+            p: api.get(p).headers["etag"] for p in (f"/runs/{run['id']}", f"/runs/{run['id']}/tasks")
+        }
+        done = control_plane.wait_for_run(run["id"])
+        assert done["state"] == "succeeded"
+        for path, old_tag in while_running.items():
+            changed = api.get(path, headers={"If-None-Match": old_tag})
+            assert changed.status_code == 200 and changed.headers["etag"] != old_tag, path
+            tag = changed.headers["etag"]
+            unchanged = api.get(path, headers={"If-None-Match": tag})
+            assert (
+                unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == tag
+            )
+            assert api.get(path, headers={"If-None-Match": '"stale"'}).json() == changed.json()
+        assert api.get(f"/runs/{run['id']}").json()["state"] == "succeeded"
+        other_page = api.get(
+            f"/runs/{run['id']}/tasks", params={"state": "failed"}, headers={"If-None-Match": tag}
+        )
+        assert other_page.status_code == 200 and other_page.json()["total"] == 0
 
 
 def test_following_a_running_task_log_streams_until_it_ends(control_plane: ControlPlane) -> None:

@@ -78,6 +78,42 @@ class DagSummary(BaseModel):
     last_run_state: str | None
 
 
+class ProblemLocation(BaseModel):
+    location: str = Field(description="Where in the request or document, e.g. `nodes.train.partitions`.")
+    message: str
+
+
+class DagCheck(_Body):
+    yaml: str = Field(max_length=MAX_YAML, description="The DAG document (YAML) to check; nothing is saved.")
+
+
+class ValidationResult(BaseModel):
+    valid: bool
+    errors: list[ProblemLocation] = Field(
+        description="Every problem: structure, graph, partitioners, projects, entry points, parameter types."
+    )
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    type: str = Field(description="MLflow's parameter type: string, float, path or uri.")
+    default: str | None
+
+
+class EntryPointInfo(BaseModel):
+    name: str
+    parameters: list[ParameterInfo]
+
+
+class ProjectInfo(BaseModel):
+    uri: str
+    version: str | None
+    commit: str | None = Field(description="The commit a git URI resolved to; null for a local directory.")
+    name: str | None
+    environment: str = Field(description="python_env, conda_env, docker or none.")
+    entry_points: list[EntryPointInfo]
+
+
 class GrantWrite(_Body):
     role: Role
 
@@ -140,6 +176,7 @@ class TaskStatus(BaseModel):
     input_bytes: int
     error: str | None
     mlflow_run_id: str | None
+    mlflow_url: str | None = Field(None, description="The child run's MLflow page, when the server is one.")
     started_at: Timestamp | None
     finished_at: Timestamp | None
 
@@ -221,11 +258,6 @@ class Health(BaseModel):
     status: Literal["ok"]
     leader: str | None = Field(description="The server that drives the engine now.")
     this_server: str
-
-
-class ProblemLocation(BaseModel):
-    location: str = Field(description="Where in the request or document, e.g. `nodes.train.partitions`.")
-    message: str
 
 
 class ProblemDocument(BaseModel):

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from concurrent_mlflow.dag import Dag, parse_dag
 from concurrent_mlflow.errors import ConflictError, DagValidationError, Problem
+from concurrent_mlflow.plan import check_projects
 from concurrent_mlflow.server import schemas as api
 from concurrent_mlflow.server.auth import Caller, readable, require
 from concurrent_mlflow.server.context import Context
@@ -51,6 +52,21 @@ def create_dag(body: api.DagWrite, context: Context, caller: Caller) -> api.DagV
         context.store, dag.name, body.yaml, description=_description(body, dag), user=caller.user, create=True
     )
     return _version(row)
+
+
+@router.post(
+    "/validate",
+    response_model=api.ValidationResult,
+    summary="Check a document as a run would (graph, projects, entry points, parameter types); saves nothing",
+)
+def validate_dag(body: api.DagCheck, context: Context, _caller: Caller) -> api.ValidationResult:
+    try:
+        dag = parse_dag(body.yaml, "the DAG document")
+        check_projects(dag, base_dir=context.settings.work_dir, cache_dir=context.paths.cache)
+    except DagValidationError as exc:
+        errors = [api.ProblemLocation(location=p.location, message=p.message) for p in exc.problems]
+        return api.ValidationResult(valid=False, errors=errors)
+    return api.ValidationResult(valid=True, errors=[])
 
 
 @router.post(

@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from concurrent_mlflow.engine.start import start_stored_run
 from concurrent_mlflow.errors import DagValidationError, NotFoundError, Problem, RunNotFoundError
 from concurrent_mlflow.server import schemas as api
 from concurrent_mlflow.server.auth import Caller, readable, require, require_admin
 from concurrent_mlflow.server.context import Context, ServerContext
+from concurrent_mlflow.server.etag import NOT_MODIFIED, json_with_etag
 from concurrent_mlflow.store import catalog, queries
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.access import Identity, Role
@@ -77,29 +78,57 @@ def list_runs(
     return api.Page(items=items, total=total, offset=offset, next_offset=next_offset)
 
 
-@router.get("/{run_id}", response_model=api.RunDetail, summary="A run with per-node status and counts")
-def get_run(run_id: RunId, context: Context, caller: Caller) -> api.RunDetail:
+@router.get(
+    "/{run_id}",
+    response_model=api.RunDetail,
+    summary="A run with per-node status and counts (ETag: poll with If-None-Match)",
+    responses=NOT_MODIFIED,
+)
+def get_run(run_id: RunId, request: Request, context: Context, caller: Caller) -> Response:
     _readable_run(context, caller, run_id, "reader")
-    return _detail(context, run_id)
+    return json_with_etag(request, _detail(context, run_id))
 
 
-@router.get("/{run_id}/tasks", response_model=api.Page[api.TaskStatus], summary="Per-partition status")
+@router.get(
+    "/{run_id}/dag",
+    response_class=PlainTextResponse,
+    summary="The DAG document (YAML) this run executes, overrides not applied",
+    responses={200: {"content": {"application/yaml": {}}}},
+)
+def run_dag(run_id: RunId, context: Context, caller: Caller) -> PlainTextResponse:
+    run = _readable_run(context, caller, run_id, "reader")
+    return PlainTextResponse(run.dag_yaml, media_type="application/yaml")
+
+
+@router.get(
+    "/{run_id}/tasks",
+    response_model=api.Page[api.TaskStatus],
+    summary="Per-partition status (ETag: poll with If-None-Match)",
+    responses=NOT_MODIFIED,
+)
 def list_tasks(
     run_id: RunId,
+    request: Request,
     context: Context,
     caller: Caller,
     node: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,39}$")] = None,
     state: States = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> api.Page[api.TaskStatus]:
-    _readable_run(context, caller, run_id, "reader")
+) -> Response:
+    run = _readable_run(context, caller, run_id, "reader")
     views, total = queries.list_tasks(
         context.store, run_id, node=node, state=state, offset=offset, limit=limit
     )
-    items = [api.TaskStatus.model_validate(v, from_attributes=True) for v in views]
+    items = [
+        api.TaskStatus(
+            **vars(v), mlflow_url=ui_url(context.tracking.tracking_uri, run.experiment_id, v.mlflow_run_id)
+        )
+        for v in views
+    ]
     next_offset = offset + len(items) if offset + len(items) < total else None
-    return api.Page(items=items, total=total, offset=offset, next_offset=next_offset)
+    page = api.Page[api.TaskStatus](items=items, total=total, offset=offset, next_offset=next_offset)
+    return json_with_etag(request, page)
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=api.Accepted, summary="Cancel a run")
