@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install install-dev testbed-build
+.PHONY: demo test lint install install-dev testbed-build ui
 
 demo: install  ## Run the bundled 4-stage demo DAG on this machine (local executor, local MLflow).
 	$(UV) run --frozen --no-sync concurrent demo
@@ -22,11 +22,24 @@ lint: install-dev
 testbed-build: install-dev
 	scripts/k8s-testbed build
 
-install: $(UV)
+install: $(UV) ui
 	$(UV) sync --frozen --no-dev --inexact
 
-install-dev: $(UV)
+install-dev: $(UV) ui
 	$(UV) sync --frozen
+
+# The web UI (React + TypeScript, built with Vite) goes into the package's static files; rebuilt only when
+# its sources change. npm installs exactly ui/package-lock.json from the registry.
+UI_BUILT := src/concurrent_mlflow/server/static/index.html
+UI_SOURCES := $(shell find ui/src -type f 2>/dev/null) ui/index.html ui/vite.config.ts ui/tsconfig.json
+
+ui: $(UI_BUILT)
+
+$(UI_BUILT): ui/node_modules/.package-lock.json $(UI_SOURCES)
+	cd ui && npm run build
+
+ui/node_modules/.package-lock.json: ui/package-lock.json ui/package.json
+	cd ui && npm ci --no-audit --no-fund
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools

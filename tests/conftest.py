@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.s3_server",
     "tests.fixtures.postgres",
     "tests.fixtures.control_plane",
+    "tests.fixtures.browser",
 ]
 
 

@@ -21,11 +21,11 @@ from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
 from concurrent_mlflow.executors.base import Executor
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
 from concurrent_mlflow.executors.local import LocalExecutor
-from concurrent_mlflow.server import problems, schemas
+from concurrent_mlflow.server import problems, schemas, ui
 from concurrent_mlflow.server.body_limit import BodyLimit
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
 from concurrent_mlflow.server.loop import EngineLoop
-from concurrent_mlflow.server.routes import clusters, dags, meta, runs, schedules
+from concurrent_mlflow.server.routes import clusters, dags, meta, projects, runs, schedules
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import open_store
 from concurrent_mlflow.store.crypto import load_cipher
@@ -61,9 +61,10 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
     app.state.context = context
     problems.install(app)
     api = APIRouter(prefix=API_PREFIX, responses=schemas.PROBLEM_RESPONSES)
-    for module in (meta, dags, runs, schedules, clusters):
+    for module in (meta, dags, runs, schedules, clusters, projects):
         api.include_router(module.router)
     app.include_router(api)
+    ui.install(app, API_PREFIX)
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     return app
 
