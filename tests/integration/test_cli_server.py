@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from concurrent_mlflow import local_mlflow
 from tests.fixtures.control_plane import ControlPlane
 from tests.fixtures.mlflow_server import _free_port
 from tests.integration.conftest import make_files
@@ -64,3 +71,37 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"Cannot reach the Concurrent server at {url}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_the_server_and_the_mlflow_server_it_started(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "CONCURRENT_STORE")}
+    port = _free_port()
+    argv = [sys.executable, "-m", "concurrent_mlflow.cli", "--home", str(home), "server", "--port", str(port)]
+    server = subprocess.Popen(
+        argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while local_mlflow.server_url(home / "mlflow") is None or not _answers(f"http://127.0.0.1:{port}"):
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.5)
+        mlflow_url = local_mlflow.server_url(home / "mlflow")
+        assert mlflow_url is not None
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        assert local_mlflow.server_url(home / "mlflow") is None
+        assert not _answers(mlflow_url)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        local_mlflow.stop_server(home / "mlflow")
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/health", timeout=2)
+        return True
+    except httpx.HTTPError:
+        return False

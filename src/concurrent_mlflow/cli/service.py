@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import click
@@ -46,7 +47,7 @@ def server(
     max_parallel: int | None,
     lease_seconds: float,
 ) -> None:
-    """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) and run the engine beside it.
+    """Serve the web UI (/) and the REST API (/api/v1, OpenAPI at /api/v1/openapi.json), with the engine.
 
     The store is CONCURRENT_STORE (a SQLAlchemy URL such as postgresql://user@host/db) or SQLite under the
     data dir. Several servers may share one PostgreSQL store: one drives the engine, all serve the API.
@@ -68,6 +69,9 @@ def server(
         max_parallel=max_parallel,
         lease_seconds=lease_seconds,
     )
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it: with the default handler the process
+    # would die there, before the `finally` below stops the MLflow server this command started.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     started_mlflow = False
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
@@ -78,6 +82,10 @@ def server(
     finally:
         if started_mlflow:
             local_mlflow.stop_server(paths.mlflow)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @click.group("token")

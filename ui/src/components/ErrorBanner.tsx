@@ -4,7 +4,9 @@ import { ApiError } from "../api/client";
 export function ErrorBanner({ error }: { error: unknown }) {
   if (!error) return null;
   const problems = error instanceof ApiError ? error.problems : [];
-  const message = error instanceof Error ? error.message : String(error);
+  const full = error instanceof Error ? error.message : String(error);
+  // The server's detail already lists the problems one per line; show them once, as the list below.
+  const message = problems.length > 0 ? full.split("\n")[0] : full;
   return (
     <div className="error-banner" role="alert">
       {message}

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "react";
 import { apiUrl, streamText } from "../api/client";
 import { taskLogPath } from "../api/endpoints";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { Modal } from "./Modal";
+import { Modal } from "../components/Modal";
 import type { LogTarget } from "./PartitionTable";
 
 /** Pixels from the bottom that still count as "at the bottom" (so following resumes when scrolled back down). */

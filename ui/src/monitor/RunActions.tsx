@@ -6,7 +6,7 @@ import { cancelRun, retryRun } from "../api/endpoints";
 import type { RunDetail } from "../api/types";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { isTerminal, shortId } from "./format";
-import { Modal } from "./Modal";
+import { Modal } from "../components/Modal";
 
 export function RunActions(props: { run: RunDetail; onRetried: () => void }) {
   const { run, onRetried } = props;

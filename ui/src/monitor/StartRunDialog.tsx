@@ -6,7 +6,7 @@ import { useNavigate } from "react-router-dom";
 import { getDag, startRun } from "../api/endpoints";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { parseDocument, type DagDocument } from "../dag/document";
-import { Modal } from "./Modal";
+import { Modal } from "../components/Modal";
 import "./monitor.css";
 
 interface ExtraRow { key: string; value: string }

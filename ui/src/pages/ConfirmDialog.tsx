@@ -2,7 +2,7 @@
 
 import { useState, type ReactNode } from "react";
 import { ErrorBanner } from "../components/ErrorBanner";
-import { Modal } from "./Modal";
+import { Modal } from "../components/Modal";
 
 interface ConfirmDialogProps {
   title: string;
@@ -31,7 +31,7 @@ export function ConfirmDialog({ title, message, confirmLabel, onConfirm, onClose
     <Modal title={title} onClose={onClose}>
       <p>{message}</p>
       <ErrorBanner error={error} />
-      <div className="page-dialog-actions">
+      <div className="modal-actions">
         <button type="button" onClick={onClose}>Cancel</button>
         <button type="button" className="danger" onClick={confirm} disabled={busy} aria-busy={busy}>
           {confirmLabel}

@@ -6,7 +6,7 @@ import { useNavigate } from "react-router-dom";
 import { createDag, getDag } from "../api/endpoints";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { parseDocument, serializeDocument } from "../dag/document";
-import { Modal } from "./Modal";
+import { Modal } from "../components/Modal";
 
 export function DuplicateDialog({ dag, onClose }: { dag: string; onClose: () => void }) {
   const navigate = useNavigate();
@@ -30,12 +30,12 @@ export function DuplicateDialog({ dag, onClose }: { dag: string; onClose: () => 
   };
 
   return (
-    <Modal title={`Duplicate ${dag}`} onClose={onClose}>
+    <Modal title={`Duplicate ${dag}`} onClose={onClose} className="page-dialog">
       <form onSubmit={submit}>
         <label htmlFor="duplicate-name">New DAG name</label>
         <input id="duplicate-name" value={name} onFocus={(e) => e.target.select()} onChange={(e) => setName(e.target.value)} required maxLength={100} />
         <ErrorBanner error={error} />
-        <div className="page-dialog-actions">
+        <div className="modal-actions">
           <button type="button" onClick={onClose}>Cancel</button>
           <button type="submit" className="primary" disabled={busy || !name.trim()} aria-busy={busy}>Duplicate</button>
         </div>

@@ -1,6 +1,6 @@
-// The one modal the pages use: a native <dialog> opened with showModal(), so the page behind is inert and
-// Tab stays inside. It is labelled by its heading, Escape closes it, focus moves to its first control on
-// opening and back to whatever opened it on closing.
+// The one modal dialog of the UI: a native <dialog> opened with showModal(), so the page behind is inert and
+// Tab stays inside. It is labelled by its heading, Escape closes it (through onClose: React owns whether it
+// is shown), focus moves to its first control on opening and back to whatever opened it on closing.
 
 import { useEffect, useId, useRef, type ReactNode } from "react";
 
@@ -8,9 +8,10 @@ interface ModalProps {
   title: string;
   onClose: () => void;
   children: ReactNode;
+  className?: string;
 }
 
-export function Modal({ title, onClose, children }: ModalProps) {
+export function Modal({ title, onClose, children, className }: ModalProps) {
   const ref = useRef<HTMLDialogElement>(null);
   const headingId = useId();
   useEffect(() => {
@@ -26,12 +27,10 @@ export function Modal({ title, onClose, children }: ModalProps) {
   return (
     <dialog
       ref={ref}
-      className="page-dialog"
-      role="dialog"
-      aria-modal="true"
+      className={`modal ${className ?? ""}`}
       aria-labelledby={headingId}
       onCancel={(event) => {
-        event.preventDefault(); // React owns whether the dialog is shown: ask the parent to unmount it
+        event.preventDefault();
         onClose();
       }}
     >
