@@ -64,7 +64,7 @@ def test_a_dag_run_is_tracked_into_this_very_mlflow_server(app: MlflowApp) -> No
                 break
             time.sleep(0.5)
     assert detail["state"] == "succeeded", detail
-    assert detail["mlflow_url"].startswith(f"{app.url}/#/experiments/")
+    assert detail["mlflow_url"] == f"/#/experiments/{detail['experiment_id']}/runs/{detail['mlflow_run_id']}"
     parent = MlflowClient(app.url).get_run(detail["mlflow_run_id"])
     assert parent.data.tags["concurrent.run_id"] == run["id"] and parent.info.status == "FINISHED"
 

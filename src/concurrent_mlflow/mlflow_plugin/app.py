@@ -39,14 +39,15 @@ def create_app() -> Starlette:
     host, port = bound_address(sys.argv)
     # Not MLFLOW_TRACKING_URI: `mlflow server` points that at its own backend store (sqlite://...), which
     # cannot take artifacts; the engine and its tasks must go through this server's HTTP API.
-    tracking_uri = os.environ.get("CONCURRENT_TRACKING_URI") or f"http://{_reachable(host)}:{port}"
+    elsewhere = os.environ.get("CONCURRENT_TRACKING_URI")
+    tracking_uri = elsewhere or f"http://{_reachable(host)}:{port}"
     from mlflow.server.fastapi_app import app as mlflow_app
 
     work_dir = Path(os.environ.get("CONCURRENT_WORK_DIR") or Path.cwd()).resolve()
     paths = Paths.from_env()
-    ours, _context = build(
-        ServerSettings(host=host, port=port, work_dir=work_dir), paths, paths.store_url, tracking_uri
-    )
+    # Links to run pages stay on the origin the browser uses for this server (not 127.0.0.1).
+    settings = ServerSettings(host=host, port=port, work_dir=work_dir, mlflow_ui=None if elsewhere else "")
+    ours, _context = build(settings, paths, paths.store_url, tracking_uri)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from concurrent_mlflow.executors.base import Executor
 from concurrent_mlflow.settings import Paths, is_loopback
 from concurrent_mlflow.store import Store
-from concurrent_mlflow.tracking import Tracking
+from concurrent_mlflow.tracking import Tracking, ui_url
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class ServerSettings:
     max_body_bytes: int = 1024 * 1024
     max_parallel: int | None = None
     lease_seconds: float = 15.0
+    mlflow_ui: str | None = None
+    """Where browsers open MLflow's run pages; None: the tracking URI. '' inside MLflow's own server."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -37,6 +39,15 @@ class ServerContext:
     settings: ServerSettings
     paths: Paths
     server_id: str
+
+    def mlflow_link(self, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
+        """The MLflow UI page of a run, for our API's answers and the UI's links."""
+        base = self.settings.mlflow_ui
+        if base is None:
+            return ui_url(self.tracking.tracking_uri, experiment_id, mlflow_run_id)
+        if not (experiment_id and mlflow_run_id):
+            return None
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}"
 
 
 def _context(request: Request) -> ServerContext:

@@ -21,7 +21,6 @@ from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.access import Identity, Role
 from concurrent_mlflow.store.models import AttemptRow, RunRow
 from concurrent_mlflow.store.states import ACTIVE, TaskState
-from concurrent_mlflow.tracking import Tracking, ui_url
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="Run id.")]
@@ -73,7 +72,7 @@ def list_runs(
         offset=offset,
         limit=limit,
     )
-    items = [_info(context.tracking, row) for row in rows]
+    items = [_info(context, row) for row in rows]
     next_offset = offset + len(items) if offset + len(items) < total else None
     return api.Page(items=items, total=total, offset=offset, next_offset=next_offset)
 
@@ -121,9 +120,7 @@ def list_tasks(
         context.store, run_id, node=node, state=state, offset=offset, limit=limit
     )
     items = [
-        api.TaskStatus(
-            **vars(v), mlflow_url=ui_url(context.tracking.tracking_uri, run.experiment_id, v.mlflow_run_id)
-        )
+        api.TaskStatus(**vars(v), mlflow_url=context.mlflow_link(run.experiment_id, v.mlflow_run_id))
         for v in views
     ]
     next_offset = offset + len(items) if offset + len(items) < total else None
@@ -204,7 +201,7 @@ def _readable_run(context: ServerContext, caller: Identity, run_id: str, role: R
     return run
 
 
-def _info(tracking: Tracking, row: RunRow) -> api.RunInfo:
+def _info(context: ServerContext, row: RunRow) -> api.RunInfo:
     return api.RunInfo(
         id=row.id,
         dag=row.dag_name,
@@ -218,7 +215,7 @@ def _info(tracking: Tracking, row: RunRow) -> api.RunInfo:
         overrides=row.overrides,
         mlflow_run_id=row.mlflow_run_id,
         experiment_id=row.experiment_id,
-        mlflow_url=ui_url(tracking.tracking_uri, row.experiment_id, row.mlflow_run_id),
+        mlflow_url=context.mlflow_link(row.experiment_id, row.mlflow_run_id),
         schedule_id=row.schedule_id,
         window_start=row.window_start,
         window_end=row.window_end,
@@ -237,4 +234,4 @@ def _detail(context: ServerContext, run_id: str) -> api.RunDetail:
         )
         for s in view.stages
     ]
-    return api.RunDetail(**_info(context.tracking, row).model_dump(), stages=stages)
+    return api.RunDetail(**_info(context, row).model_dump(), stages=stages)
