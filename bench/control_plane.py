@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,14 +47,20 @@ HERE = Path(__file__).resolve().parent
 
 # -- the server side: a real server whose executor ends each task at once -------------------------------
 class InstantExecutor:
-    """Ends each task as a no-op worker would (output index logged, child run FINISHED), in a thread."""
+    """Ends each task as a no-op worker would (output index logged, child run FINISHED), in a thread.
+
+    `seconds` keeps each task running that long first, and spaces the ends seconds / threads apart, so that
+    a run's counts move steadily (bench/ui_scale.py paces a live run with it).
+    """
 
     name = "instant"
 
-    def __init__(self, tracking_uri: str, threads: int) -> None:
+    def __init__(self, tracking_uri: str, threads: int, seconds: float = 0.0) -> None:
         from concurrent_mlflow.tracking import Tracking
 
         self.tracking = Tracking(tracking_uri)
+        self.seconds, self.spacing = seconds, seconds / threads
+        self.paced, self.last_end = threading.Lock(), 0.0
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="noop-task")
         self.done: dict[str, bool] = {}
 
@@ -67,6 +74,11 @@ class InstantExecutor:
     def _run(self, child: str) -> None:
         from concurrent_mlflow.tracking import OUTPUT_INDEX
 
+        if self.seconds:
+            time.sleep(self.seconds)
+            with self.paced:
+                time.sleep(max(0.0, self.last_end + self.spacing - time.monotonic()))
+                self.last_end = time.monotonic()
         self.tracking.log_text(child, json.dumps({"files": []}), OUTPUT_INDEX)
         self.tracking.terminate(child, "FINISHED")
         self.done[child] = True
@@ -96,7 +108,7 @@ def serve(args: argparse.Namespace) -> None:
     from concurrent_mlflow.settings import Paths
 
     settings = ServerSettings(port=args.port, work_dir=Path(args.work_dir), max_parallel=args.partitions)
-    executor = InstantExecutor(args.tracking, args.task_threads)
+    executor = InstantExecutor(args.tracking, args.task_threads, args.task_seconds)
     app, _ = build(settings, Paths(Path(args.home)), args.store, args.tracking, executor=executor)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
@@ -109,13 +121,17 @@ def rss_kib(pid: int, field: str = "VmHWM") -> int:
     return 0
 
 
-def start_server(root: Path, tracking: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    root: Path, tracking: str, args: argparse.Namespace, task_seconds: float = 0.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`--serve` in a process of its own; `task_seconds` paces its executor (see InstantExecutor)."""
     from concurrent_mlflow.local_mlflow import _free_port
 
     port = _free_port()
     argv = [sys.executable, __file__, "--serve", "--port", str(port), "--home", str(root / "home")]
     argv += ["--store", str(root / "store.db"), "--tracking", tracking, "--work-dir", str(root)]
     argv += ["--partitions", str(args.partitions), "--task-threads", str(args.task_threads)]
+    argv += ["--task-seconds", str(task_seconds)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("wb"))
     url = f"http://127.0.0.1:{port}/api/v1"
     deadline = time.monotonic() + 120
@@ -171,7 +187,7 @@ def bare_mlflow(tracking: str, partitions: int, threads: int) -> float:
     return time.perf_counter() - started
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
@@ -185,6 +201,7 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--port", "--home", "--store", "--tracking", "--work-dir"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--task-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         args.port = int(args.port)
