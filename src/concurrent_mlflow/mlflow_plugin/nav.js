@@ -38,28 +38,36 @@
     while (walker.nextNode()) yield walker.currentNode;
   }
 
-  let shownFor = null;
+  // The run page being handled: its MLflow run id and the link made for it (null while its tags are read, and
+  // for runs no DAG run made). One request per run page, however often MLflow redraws, and never two links.
+  let current = null;
   async function addRunLink() {
     const match = location.hash.match(/^#\/experiments\/[^/]+\/runs\/([0-9a-f]+)/);
     const runId = match ? match[1] : null;
-    if (runId === shownFor && (!runId || document.querySelector("[data-concurrent-run-link]"))) return;
-    shownFor = runId;
-    document.querySelector("[data-concurrent-run-link]")?.remove();
-    if (!runId) return;
+    if (current && current.runId === runId) {
+      if (current.link && !current.link.isConnected) document.body.append(current.link);
+      return;
+    }
+    current?.link?.remove();
+    current = runId ? { runId, link: null } : null;
+    if (!current) return;
+    const mine = current;
     const response = await fetch(`ajax-api/2.0/mlflow/runs/get?run_id=${runId}`);
-    if (!response.ok || shownFor !== runId) return;
+    if (!response.ok || current !== mine) return;
     const tags = Object.fromEntries(((await response.json()).run?.data?.tags ?? []).map((t) => [t.key, t.value]));
     const dagRun = tags["concurrent.run_id"];
-    if (!dagRun || shownFor !== runId) return;
+    if (!dagRun || current !== mine) return;
     const query = tags["concurrent.node"] ? `?node=${encodeURIComponent(tags["concurrent.node"])}` : "";
     const link = document.createElement("a");
     link.setAttribute("data-concurrent-run-link", "");
     link.href = `${MOUNT}runs/${dagRun}${query}`;
     const what = tags["concurrent.node"] ? ` (${tags["concurrent.node"]}[${tags["concurrent.partition"]}])` : "";
-    link.textContent = `Open DAG run ${dagRun.slice(0, 8)} of ${tags["concurrent.dag"] ?? "its DAG"}${what} in Concurrent`;
+    const dag = tags["concurrent.dag"] ? ` of ${tags["concurrent.dag"]}` : "";  // only parent runs carry it
+    link.textContent = `Open DAG run ${dagRun.slice(0, 8)}${dag}${what} in Concurrent`;
     link.style.cssText =
       "position:fixed;top:12px;right:16px;z-index:1000;background:#0b5cad;color:#fff;padding:6px 12px;" +
       "border-radius:6px;font:600 13px system-ui,sans-serif;text-decoration:none;box-shadow:0 2px 6px #0003";
+    mine.link = link;
     document.body.append(link);
   }
 

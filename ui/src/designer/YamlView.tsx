@@ -1,7 +1,8 @@
 // The document as YAML text. Typing is parsed after a pause; a valid document replaces the current one (the
-// canvas follows), a parse error is shown and the last good document stays.
+// canvas follows), a parse error is shown and the last good document stays. Leaving the view (the Canvas tab)
+// before the pause is over applies what was typed rather than dropping it.
 
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { parseDocument, type DagDocument } from "../dag/document";
 
 export function YamlView({ text, onApply }: { text: string; onApply: (dag: DagDocument, text: string) => void }) {
@@ -14,6 +15,21 @@ export function YamlView({ text, onApply }: { text: string; onApply: (dag: DagDo
     setDraft(null);
     setError(null);
   }
+
+  // What is typed but not yet applied, and the latest onApply, for the unmount below.
+  const pending = useRef<string | null>(null);
+  pending.current = draft;
+  const apply = useRef(onApply);
+  apply.current = onApply;
+  useEffect(() => () => {
+    const typed = pending.current;
+    if (typed === null) return;
+    try {
+      apply.current(parseDocument(typed), typed);
+    } catch {
+      // Not a usable document: the last good one stays, as it would have after the pause.
+    }
+  }, []);
 
   useEffect(() => {
     if (draft === null) return;
