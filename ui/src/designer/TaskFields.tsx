@@ -29,6 +29,9 @@ export function TaskFields({ node, problems, onChange, clusters }: PanelProps & 
         hint={clusterError ? `Clusters cannot be listed: ${clusterError}` : undefined}
         options={[{ value: "", label: "this machine" }, ...clusters.names.map((n) => ({ value: n, label: n }))]}
         onChange={(v) => onChange({ cluster: v || undefined }, "cluster")} />
+      <TextField label="Spread over clusters" value={formatWeights(node.clusters)} placeholder="e.g. east=2, west=1"
+        problems={at("clusters")} hint="Instead of one cluster: partitions shared in proportion to the weights"
+        onChange={(t) => { const weights = parseWeights(t); if (weights !== null) onChange({ clusters: weights, cluster: weights ? undefined : node.cluster }, "clusters"); }} />
       <TextField label="CPU" value={node.resources?.cpu} placeholder="e.g. 2 or 500m" problems={at("resources.cpu")}
         onChange={(t) => setResource({ cpu: t || undefined })} />
       <TextField label="Memory" value={node.resources?.memory} placeholder="e.g. 4Gi" problems={at("resources.memory")}
@@ -37,4 +40,21 @@ export function TaskFields({ node, problems, onChange, clusters }: PanelProps & 
         onChange={(v) => setResource({ gpu: v })} />
     </fieldset>
   );
+}
+
+function formatWeights(weights: Record<string, number> | undefined): string {
+  return Object.entries(weights ?? {}).map(([name, weight]) => `${name}=${weight}`).join(", ");
+}
+
+/** `east=2, west=1` as weights; undefined for empty text, null while the text is not a valid list yet. */
+function parseWeights(text: string): Record<string, number> | undefined | null {
+  const entries = text.split(",").map((part) => part.trim()).filter(Boolean);
+  if (entries.length === 0) return undefined;
+  const weights: Record<string, number> = {};
+  for (const entry of entries) {
+    const match = /^([a-z0-9][a-z0-9-]*)\s*[=:]\s*(\d+)$/.exec(entry);
+    if (!match) return null;
+    weights[match[1]] = Number(match[2]);
+  }
+  return weights;
 }

@@ -7,6 +7,7 @@ import type { TaskStatus } from "../api/types";
 import { usePolling } from "./usePolling";
 
 export const PAGE_SIZE = 200;
+const REFRESH_MS = 2000;
 /** Pages kept on either side of the view, so scrolling back a little needs no new request. */
 const KEEP_PAGES = 3;
 
@@ -74,12 +75,16 @@ export function useTaskPages(runId: string, node: string, state: string, view: [
     }
   }, [wantedKey, fetchPage]);
 
+  const refreshedAt = useRef(0);
   const refresh = useCallback(async () => {
+    refreshedAt.current = Date.now();
     await Promise.all(latestWanted.current.map((offset) => fetchPage(offset, cache.current.get(offset)?.etag ?? null)));
   }, [fetchPage]);
 
   useEffect(() => { void refresh(); }, [changeKey, refresh]);
-  usePolling(refresh, 2000, active, query);
+  // The timer catches what leaves the counts as they were (a new attempt of a running task); while counts
+  // move, the refresh above has just run and the timer skips its turn rather than fetch the page twice.
+  usePolling(() => (Date.now() - refreshedAt.current < REFRESH_MS - 500 ? undefined : refresh()), REFRESH_MS, active, query);
 
   const row = (index: number) => mine.pages.get(Math.floor(index / PAGE_SIZE) * PAGE_SIZE)?.items[index % PAGE_SIZE];
   return { total: mine.total, row, error: mine.error };
