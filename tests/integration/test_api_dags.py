@@ -429,7 +429,12 @@ def test_unknown_routes_and_methods_are_problems_too(api: httpx.Client, plane: C
     body = assert_problem(api.get("/no-such-endpoint"), 404, "not-found")
     assert body["instance"] == "/api/v1/no-such-endpoint"
     assert_problem(api.get("/dags/x/versions/1/nothing-here"), 404, "not-found")
-    assert_problem(httpx.get(f"{plane.url}/not-the-api"), 404, "not-found")
+    assert_problem(api.post("/no-such-endpoint", json={}), 404, "not-found")
+    page = httpx.get(f"{plane.url}/not-the-api/dags/x")  # the web UI's: it routes in the browser
+    assert page.status_code == 200 and '<base href="/" />' in page.text
+    posted = httpx.post(f"{plane.url}/not-the-api")
+    assert_problem(posted, 405, "method-not-allowed")
+    assert posted.headers["allow"] == "GET, HEAD"
     not_allowed = api.patch("/dags/anything")
     assert_problem(not_allowed, 405, "method-not-allowed")
     assert set(not_allowed.headers["allow"].replace(" ", "").split(",")) == {"GET", "PUT", "DELETE"}

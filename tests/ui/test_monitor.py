@@ -4,6 +4,7 @@ processes tracked into a real MLflow server; states, counts, partitions, logs, o
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,6 +111,10 @@ def test_a_run_started_from_the_dag_list_shows_states_counts_partitions_and_the_
     expect(output).to_contain_text("partition 2 of 4: ")
     expect(output).to_contain_text("failing on purpose")
     expect(log.get_by_role("status")).to_have_text("Latest attempt.")
+    with page.expect_download() as download:
+        log.get_by_role("button", name="Download").click()
+    assert download.value.suggested_filename == "upper-2.log"
+    assert Path(download.value.path()).read_text() == output.inner_text()
     log.get_by_role("button", name="Close").click()
     expect(log).to_have_count(0)
 

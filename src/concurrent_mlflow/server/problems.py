@@ -93,12 +93,12 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status_code, "http-error")
     title = slug.replace("-", " ").capitalize()
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+    if exc.status_code == 405 and "Allow" not in headers:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem(exc.status_code, slug, title, str(exc.detail), request.url.path, headers=headers)
 
 
-def _allowed_methods(request: Request) -> list[str]:
+def allowed_methods(request: Request) -> list[str]:
     """Every method served at this path, from the OpenAPI document: Starlette's own Allow header names only
     the first route whose path matched."""
     methods: set[str] = set()

@@ -11,11 +11,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from concurrent_mlflow.errors import NotFoundError
+from concurrent_mlflow.server import problems
 
 STATIC = Path(__file__).parent / "static"
 BASE_TAG = '<base href="/" />'
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 NOT_BUILT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Concurrent for MLflow</title>
 </head><body><h1>The web UI is not built</h1><p>This installation has no UI assets. From a source checkout,
 run <code>make ui</code> (or <code>make install</code>), then reload. The REST API is at
@@ -46,13 +49,22 @@ def index_html(root_path: str) -> str:
 
 
 def install(app: FastAPI, api_prefix: str) -> None:
-    """Serve the UI's assets and its index for every other GET; call after the API routes are added."""
+    """Serve the UI's assets and its index for every other GET; call after the API routes are added.
+
+    The fallback takes every method, so that a request to no API endpoint is a 404 problem (and one with a
+    method its endpoint lacks a 405 naming those it has), never the UI's page nor a bare 405."""
     if (STATIC / "assets").is_dir():
         app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="ui-assets")
+    api_root = api_prefix.strip("/")
 
-    @app.get("/{path:path}", include_in_schema=False)
-    def ui_index(path: str, request: Request) -> HTMLResponse:
-        if path.startswith(api_prefix.strip("/") + "/") or path == api_prefix.strip("/"):
+    @app.api_route("/{path:path}", methods=list(METHODS), include_in_schema=False)
+    def fallback(path: str, request: Request) -> HTMLResponse:
+        if path == api_root or path.startswith(f"{api_root}/"):
+            if problems.allowed_methods(request):
+                raise StarletteHTTPException(405, f"{request.method} is not allowed on {request.url.path}.")
             raise NotFoundError(f"No API endpoint {request.url.path}; see {api_prefix}/docs.")
+        if request.method not in ("GET", "HEAD"):
+            detail = f"{request.url.path} is a page of the web UI; it takes GET only."
+            raise StarletteHTTPException(405, detail, headers={"Allow": "GET, HEAD"})
         headers = {"Cache-Control": "no-cache"}
         return HTMLResponse(index_html(request.scope.get("root_path", "")), headers=headers)

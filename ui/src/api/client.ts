@@ -95,7 +95,3 @@ export async function streamText(path: string, query: Record<string, string | nu
     onChunk(decoder.decode(value, { stream: true }));
   }
 }
-
-export function apiUrl(path: string, query?: Record<string, string | number | undefined | null>): string {
-  return url(path, query);
-}

@@ -2,8 +2,9 @@
 // unless the reader scrolled up; the request is aborted when the viewer closes.
 
 import { useEffect, useRef, useState } from "react";
-import { apiUrl, streamText } from "../api/client";
+import { streamText } from "../api/client";
 import { taskLogPath } from "../api/endpoints";
+import { downloadText } from "../components/download";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Modal } from "../components/Modal";
 import type { LogTarget } from "./PartitionTable";
@@ -60,7 +61,8 @@ export function LogViewer(props: { runId: string; target: LogTarget; onClose: ()
         </pre>
       )}
       <div className="modal-actions">
-        <a className="button" href={apiUrl(path)} download={`${node}-${partition}.log`}>Download</a>
+        {/* From the text already here, not a link to the API: a link would carry no bearer token. */}
+        <button type="button" disabled={!text} onClick={() => downloadText(`${node}-${partition}.log`, text, "text/plain")}>Download</button>
         <button type="button" onClick={onClose}>Close</button>
       </div>
     </Modal>

@@ -9,7 +9,7 @@ import { ErrorBanner } from "../components/ErrorBanner";
 import { StartRunDialog } from "../monitor/StartRunDialog";
 import { ConfirmDialog } from "./ConfirmDialog";
 import { DagTable, type DagAction } from "./DagTable";
-import { downloadText } from "./download";
+import { downloadText } from "../components/download";
 import { DuplicateDialog } from "./DuplicateDialog";
 import { ImportDag } from "./ImportDag";
 import { Pager } from "./Pager";
