@@ -9,10 +9,7 @@ One server and one set of tokens serve the module (the CLI and the server each t
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,21 +44,6 @@ class World:
 
     def api(self, user: str | None) -> httpx.Client:
         return self.plane.client(self.tokens[user] if user else None)
-
-
-def cli(plane: ControlPlane, *args: str) -> str:
-    """The real `concurrent` CLI against the server's store and home; its stdout."""
-    env = {**os.environ, "CONCURRENT_HOME": str(plane.home), "CONCURRENT_STORE": plane.store_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "concurrent_mlflow.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"concurrent {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def token_id(token: str) -> str:
@@ -107,7 +89,7 @@ def world(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory)
     try:
         plane.start()
         with ThreadPoolExecutor(max_workers=len(USERS)) as pool:
-            made = pool.map(lambda u: cli(plane, "token", "create", u, *USERS[u]).strip(), USERS)
+            made = pool.map(lambda u: plane.cli("token", "create", u, *USERS[u]).strip(), USERS)
             tokens = dict(zip(USERS, made, strict=True))
         assert all(re.fullmatch(r"cmf_[0-9a-f]{12}_\S+", t) for t in tokens.values()), tokens
         world = World(plane, tokens, "alice-dag", "")
@@ -370,14 +352,14 @@ def test_secrets_never_leak_and_a_revoked_token_stops_working(world: World) -> N
         assert "secret_hash" not in body
         assert not any(part in body for part in secret_parts)
 
-    listing = cli(world.plane, "token", "list")
+    listing = world.plane.cli("token", "list")
     assert token_id(world.tokens["erin"]) in listing
     assert not any(part in listing for part in secret_parts)
 
     erin = world.tokens["erin"]
     with world.plane.client(erin) as client:
         assert client.get("/whoami").json()["user"] == "erin"
-        cli(world.plane, "token", "revoke", token_id(erin))
+        world.plane.cli("token", "revoke", token_id(erin))
         body = assert_problem(client.get("/whoami"), 401, "unauthenticated")
         assert erin not in body["detail"]
         assert_problem(client.get("/dags"), 401, "unauthenticated")

@@ -6,9 +6,6 @@ real MLflow server; tests keep apart by giving their DAGs their own names.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,18 +34,3 @@ def store_dag(plane: ControlPlane, yaml_text: str) -> dict[str, Any]:
         assert response.status_code == 201, response.text
         stored: dict[str, Any] = response.json()
         return stored
-
-
-def concurrent_cli(plane: ControlPlane, *args: str) -> str:
-    """The real `concurrent` CLI against the server's store and home (as an operator on its machine); stdout."""
-    env = {**os.environ, "CONCURRENT_HOME": str(plane.home), "CONCURRENT_STORE": plane.store_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "concurrent_mlflow.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"concurrent {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout

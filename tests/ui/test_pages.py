@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.fixtures.control_plane import ControlPlane, started
 from tests.fixtures.mlflow_server import MlflowServer
 from tests.integration.conftest import TOOLBOX, fan_in_dag
-from tests.ui.conftest import concurrent_cli, store_dag
+from tests.ui.conftest import store_dag
 
 pytestmark = pytest.mark.ui
 
@@ -221,7 +221,7 @@ def test_a_server_with_auth_asks_for_a_token_and_refuses_a_wrong_one(
     page: Page, mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
     with started(ControlPlane.under(tmp_path, mlflow_server.url, "--auth")) as secured:
-        token = concurrent_cli(secured, "token", "create", "ui-user").strip()
+        token = secured.cli("token", "create", "ui-user").strip()
         with secured.client(token) as api:
             assert api.post("/dags", json={"yaml": small_dag("auth-dag")}).status_code == 201
 
