@@ -136,8 +136,12 @@ def _resolve_local(uri: str, version: str | None, base_dir: Path) -> Path:
             "git projects: remove it, or give a git URI such as https://host/repo.git#subdir"
         )
     raw = urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if uri.startswith("file:") else uri
-    path = (base_dir / Path(raw).expanduser()).resolve()
-    if not path.is_dir():
+    try:
+        path = (base_dir / Path(raw).expanduser()).resolve()
+        is_dir = path.is_dir()
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: no such directory either
+        raise ProjectError(f"project {uri!r} is not a usable directory path: {exc}") from exc
+    if not is_dir:
         raise ProjectError(
             f"project directory {path} does not exist (project {uri!r}, relative to {base_dir})"
         )
@@ -308,7 +312,11 @@ def _listing(names: list[str]) -> str:
 
 
 def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpec], str]:
-    if not any(p.name.lower() == "mlproject" and p.is_file() for p in work_dir.iterdir()):
+    try:
+        found = any(p.name.lower() == "mlproject" and p.is_file() for p in work_dir.iterdir())
+    except OSError as exc:
+        raise ProjectError(f"cannot read the project directory {work_dir}: {exc}") from exc
+    if not found:
         raise ProjectError(f"no MLproject file in {work_dir}; a project node needs an MLflow Project")
     from mlflow.exceptions import MlflowException
     from mlflow.projects import _project_spec
@@ -316,7 +324,7 @@ def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpe
     try:
         spec: Any = _project_spec.load_project(str(work_dir))  # type: ignore[no-untyped-call]
         raw_entry_points = dict(spec._entry_points)
-    except (MlflowException, yaml.YAMLError) as exc:
+    except (MlflowException, yaml.YAMLError, OSError) as exc:
         raise ProjectError(f"MLflow cannot read the MLproject file in {work_dir}: {exc}") from exc
     except (AttributeError, TypeError, ValueError) as exc:  # YAML, but not shaped like an MLproject
         raise ProjectError(

@@ -107,6 +107,13 @@ def test_missing_directory(tmp_path: Path) -> None:
         resolve_local("nope", tmp_path)
 
 
+@pytest.mark.parametrize("name", ["a" * 300, "loop"])
+def test_a_path_no_directory_can_have_is_a_project_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # resolves to itself, forever
+    with pytest.raises(ProjectError, match=r"is not a usable directory path|does not exist"):
+        resolve_local(name, tmp_path)
+
+
 def test_missing_mlproject(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(
