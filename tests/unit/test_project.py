@@ -107,7 +107,7 @@ def test_missing_directory(tmp_path: Path) -> None:
         resolve_local("nope", tmp_path)
 
 
-@pytest.mark.parametrize("name", ["a" * 300, "loop"])
+@pytest.mark.parametrize("name", ["a" * 300, "loop", "~no-such-user-here/project"])
 def test_a_path_no_directory_can_have_is_a_project_error(tmp_path: Path, name: str) -> None:
     (tmp_path / "loop").symlink_to(tmp_path / "loop")  # resolves to itself, forever
     with pytest.raises(ProjectError, match=r"is not a usable directory path|does not exist"):
