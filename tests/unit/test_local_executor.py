@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from concurrent_mlflow.executors import forkserver
+from concurrent_mlflow.executors import forksafety, forkserver
 from concurrent_mlflow.executors.base import Observation, TaskLaunch
 from concurrent_mlflow.executors.local import LocalExecutor
 
@@ -132,3 +132,36 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_native_crash_leaves_its_python_stack_in_the_log(executor: LocalExecutor) -> None:
+    handle, log_path = executor.submit(launch(0, TASK_CRASH="1"))
+    seen = wait(executor, handle)
+    assert (seen.exit_code, seen.detail) == (-11, "killed by signal SIGSEGV")
+    log = Path(log_path or "").read_text()
+    assert "Fatal Python error: Segmentation fault" in log
+    assert re.search(r'File ".*forkserver_task\.py", line \d+ in <module>', log), log
+
+
+def test_the_fork_server_has_one_thread_while_it_serves(tmp_path: Path) -> None:
+    """What it imports (MLflow, numpy, pyarrow) starts no native thread beside it: forking it is safe."""
+    server = forkserver.ForkServer()
+    executor = LocalExecutor(tmp_path / "logs", tmp_path / "scratch", worker_module=TASK, forkserver=server)
+    handle, _ = executor.submit(launch(0))
+    assert wait(executor, handle).exit_code == 0
+    assert server.pid is not None
+    assert forksafety.thread_names(server.pid) == ["python"]
+    executor.close()
+
+
+def test_a_fork_server_with_a_thread_refuses_and_workers_are_spawned_instead(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = forkserver.ForkServer(extra_modules=("tests.fixtures.starts_a_thread",))
+    executor = LocalExecutor(tmp_path / "logs", tmp_path / "scratch", worker_module=TASK, forkserver=server)
+    handles = [executor.submit(launch(p))[0] for p in range(2)]
+    assert [wait(executor, h).exit_code for h in handles] == [0, 0]
+    assert all("started" not in h for h in handles)  # spawned, not forked
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "refused to start: it has 2 threads" in warnings[0], warnings
+    executor.close()

@@ -1,11 +1,17 @@
 """A warm parent for local workers: imports MLflow once, then forks one child per task.
 
 A fresh `python -m concurrent_mlflow.worker` spends seconds importing MLflow before its task does anything;
-a fork of a process that already imported it starts in milliseconds. The fork server is single-threaded (so
-forking it is safe), listens on an abstract Unix socket, and for each request forks a child that:
+a fork of a process that already imported it starts in milliseconds. Forking is only safe from a process
+with one thread: a child of a multi-threaded parent inherits locks held by threads that do not exist in it
+(OpenBLAS's pool and pyarrow's jemalloc background thread made workers die with SIGSEGV). So the fork
+server starts with the variables in `forksafety.FORK_SAFE_ENV`, checks after its imports and before every fork
+that it has exactly one thread, and refuses to start or to fork otherwise (the executor then spawns).
+It listens on an abstract Unix socket, and for each request forks a child that:
   - becomes the leader of its own session (a cancel kills its whole tree, as with a spawned worker);
   - writes `<log>.pid` (pid and kernel start time) first, so a restarted engine can find it;
-  - redirects stdout/stderr to the attempt's log and runs the requested module as `__main__`.
+  - redirects stdout/stderr to the attempt's log, turns on faulthandler there (a native crash leaves its
+    Python stack in the log), gives the libraries loaded before the fork the thread counts the task's own
+    environment asks for, and runs the requested module as `__main__`.
 The fork server reaps its children and writes `<log>.exit` with the exit code (negative: killed by that
 signal). When its own parent (the engine) dies it takes no new work but keeps reaping until its last child
 has ended, so a task outlives an engine crash and its exit code is still recorded for the next engine.
@@ -14,6 +20,7 @@ has ended, so a task outlives an engine crash and its exit code is still recorde
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import json
 import os
@@ -31,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from concurrent_mlflow.errors import ExecutorError
+from concurrent_mlflow.executors import forksafety
 
 # What a worker imports anyway; importing it here is the whole point.
 WARM_MODULES = (
@@ -38,18 +46,25 @@ WARM_MODULES = (
     "mlflow.projects",
     "concurrent_mlflow.worker.main",
     "concurrent_mlflow.worker.project_run",
+    "threadpoolctl",
 )
 READY = b"ready\n"
+UNSAFE = b"unsafe: "  # then why, on the same line
 START_TIMEOUT_SECONDS = 120.0
 REAP_INTERVAL_SECONDS = 0.1
 
 
 # -- the engine's side --------------------------------------------------------------------------------------
+class ForkUnsafeError(ExecutorError):
+    """The fork server has (or would have) more than one thread: the caller must spawn instead."""
+
+
 class ForkServer:
     """Starts the fork server on first use and asks it for children."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_modules: tuple[str, ...] = ()) -> None:
         self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.extra_modules = extra_modules  # imported after WARM_MODULES (tests use it to start a thread)
         self._process: subprocess.Popen[bytes] | None = None
         self._starting = threading.Lock()  # the engine launches from several threads
 
@@ -66,6 +81,8 @@ class ForkServer:
             conn.connect(_abstract(self.name))
             conn.sendall(json.dumps(request).encode() + b"\n")
             reply = json.loads(_read_line(conn))
+        if "unsafe" in reply:
+            raise ForkUnsafeError(f"The fork server will not fork: {reply['unsafe']}")
         if "error" in reply:
             raise ExecutorError(f"The fork server could not start the task: {reply['error']}")
         return int(reply["pid"])
@@ -82,9 +99,10 @@ class ForkServer:
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name],
+            [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name, *self.extra_modules],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            env={**os.environ, **forksafety.FORK_SAFE_ENV},
             start_new_session=True,  # Ctrl-C at the engine's terminal is the engine's to handle
         )
         assert self._process.stdout is not None
@@ -92,6 +110,10 @@ class ForkServer:
         if line != READY:
             code = self._process.wait()
             self._process = None
+            if line.startswith(UNSAFE):
+                raise ForkUnsafeError(
+                    f"The local fork server refused to start: {line[len(UNSAFE) :].decode().strip()}"
+                )
             raise ExecutorError(f"The local fork server failed to start (exit code {code}).")
 
 
@@ -161,9 +183,13 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 # -- the fork server process --------------------------------------------------------------------------------
-def serve(name: str) -> None:
-    for module in WARM_MODULES:
+def serve(name: str, extra_modules: list[str]) -> None:
+    for module in (*WARM_MODULES, *extra_modules):
         importlib.import_module(module)
+    if problem := forksafety.fork_problem():
+        sys.stdout.buffer.write(UNSAFE + problem.encode() + b"\n")
+        sys.stdout.flush()
+        sys.exit(3)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_abstract(name))
     listener.listen(64)
@@ -190,6 +216,9 @@ def serve(name: str) -> None:
 def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Path]) -> None:
     request: dict[str, Any] = json.loads(_read_line(conn))
     log_path = Path(request["log"])
+    if problem := forksafety.fork_problem():  # a thread that appeared since start-up: never fork beside it
+        conn.sendall(json.dumps({"unsafe": problem}).encode() + b"\n")
+        return
     ready_read, ready_write = os.pipe()
     try:
         pid = os.fork()
@@ -242,8 +271,10 @@ def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
         os.dup2(log_fd, 2)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        faulthandler.enable(all_threads=True)  # to fd 2: the attempt's log
         os.environ.clear()
         os.environ.update(request["env"])
+        forksafety.restore_limits(os.environ)
         os.chdir(request["cwd"])
         random.seed()  # every child would otherwise draw the same "random" numbers
         sys.argv = [request["module"], *request["args"]]
@@ -263,4 +294,4 @@ def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - started by ForkServer
-    serve(sys.argv[1])
+    serve(sys.argv[1], sys.argv[2:])

@@ -1,7 +1,8 @@
 """Runs each task as a worker process on this machine.
 
 Workers are forked from a warm fork server (see forkserver.py), which saves the seconds a fresh Python
-spends importing MLflow; `CONCURRENT_FORKSERVER=0` spawns `python -m concurrent_mlflow.worker` instead.
+spends importing MLflow; `CONCURRENT_FORKSERVER=0` spawns `python -m concurrent_mlflow.worker` instead, and
+so does the executor, with a warning, when the fork server finds it could not fork safely.
 Either way each worker is the leader of its own process group (so Ctrl-C reaches the engine, not the tasks,
 and a cancel or timeout kills the task's whole tree) and writes stdout and stderr to one log file per
 attempt. After an engine restart a forked worker is found again by its `<log>.pid` file (pid and start time)
@@ -11,6 +12,7 @@ and its exit code read from `<log>.exit`; a spawned one by its pid plus the chil
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -23,7 +25,9 @@ from typing import Any
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forkserver
 from concurrent_mlflow.executors.base import Observation, TaskLaunch
-from concurrent_mlflow.executors.forkserver import ForkServer
+from concurrent_mlflow.executors.forkserver import ForkServer, ForkUnsafeError
+
+log = logging.getLogger("concurrent.executor")
 
 KILL_GRACE_SECONDS = 5.0
 WORKER_MODULE = "concurrent_mlflow.worker"
@@ -40,6 +44,7 @@ class LocalExecutor:
         *,
         fork: bool | None = None,
         worker_module: str = WORKER_MODULE,
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.log_root = log_root
         self.scratch_root = scratch_root
@@ -48,7 +53,7 @@ class LocalExecutor:
         self._vanished: dict[int, float] = {}  # forked workers gone without an exit record: since when
         if fork is None:
             fork = os.environ.get("CONCURRENT_FORKSERVER", "1") != "0"
-        self._forkserver = ForkServer() if fork else None
+        self._forkserver = (forkserver or ForkServer()) if fork else None
 
     def close(self) -> None:
         """Stop the fork server (running workers carry on and are still reaped)."""
@@ -88,12 +93,22 @@ class LocalExecutor:
             str(launch.partition),
         ]
         if self._forkserver is not None:
-            return self._fork(launch, args, env, log_path)
+            try:
+                return self._fork(launch, args, env, log_path)
+            except ForkUnsafeError as exc:
+                log.warning("%s", exc)  # loud once, then every worker is spawned: slower, never unsafe
+                self._forkserver.close()
+                self._forkserver = None
+        return self._spawn(launch, args, env, log_path)
+
+    def _spawn(
+        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path
+    ) -> tuple[dict[str, Any], str | None]:
         try:
-            with log_path.open("ab") as log:
+            with log_path.open("ab") as log_file:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", self.worker_module, *args],
-                    stdout=log,
+                    [sys.executable, "-X", "faulthandler", "-m", self.worker_module, *args],
+                    stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=env,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ def main(argv: list[str]) -> int:
         "--from-job", action="store_true", help="a pod of an Indexed Job: find the task from the environment"
     )
     args = parser.parse_args(argv)
+    faulthandler.enable(all_threads=True)  # a native crash leaves the Python stack in the task's log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tracking = Tracking(os.environ["MLFLOW_TRACKING_URI"])
     if args.from_job:
