@@ -15,12 +15,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from concurrent_mlflow import bounded_yaml
 from concurrent_mlflow.errors import DagValidationError, Problem
 
 NODE_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
 CLUSTER_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# The largest DAG document accepted (the API's cap on a request body, and `concurrent` reading a file).
+MAX_DOCUMENT_CHARS = 512 * 1024
 # A Kubernetes resource quantity: 2, 0.5, 500m, 4Gi, 1e3 ...
 QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 
@@ -227,14 +230,22 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def parse_dag(text: str, source: str = "DAG") -> Dag:
-    """Parse YAML text into a `Dag`, raising one DagValidationError that lists every problem."""
+def parse_dag(text: str, source: str = "DAG", *, ours: bool = False) -> Dag:
+    """Parse YAML text into a `Dag`, raising one DagValidationError that lists every problem.
+
+    The YAML is read with bounded work (see `bounded_yaml`). `ours`: the text is a `Dag.to_yaml` we wrote,
+    which spells out short forms (`partitioner: file` becomes a mapping) and so may be somewhat larger than
+    the document the user sent; it is read with twice the limits, so a run never fails to re-read its DAG.
+    """
+    scale = 2 if ours else 1
     try:
-        data = yaml.safe_load(text)
+        data = bounded_yaml.load(
+            text, max_nodes=scale * bounded_yaml.MAX_NODES, max_chars=scale * bounded_yaml.MAX_CHARS
+        )
+    except bounded_yaml.ExpansionError as exc:
+        raise DagValidationError([Problem(_mark(exc), str(exc.problem))], source) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DagValidationError([Problem(where, f"not valid YAML: {exc}")], source) from exc
+        raise DagValidationError([Problem(_mark(exc), f"not valid YAML: {exc}")], source) from exc
     except (ValueError, RecursionError) as exc:  # PyYAML's own: an impossible date, nesting too deep
         raise DagValidationError([Problem("", f"not a usable YAML document: {exc}")], source) from exc
     if not isinstance(data, dict):
@@ -253,6 +264,11 @@ def parse_dag(text: str, source: str = "DAG") -> Dag:
     return dag
 
 
+def _mark(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def nul_locations(value: object, where: str = "") -> list[str]:
     """Where NUL characters hide in parsed YAML or JSON (YAML's "\\0" makes one): PostgreSQL refuses them."""
     if isinstance(value, str):
@@ -269,10 +285,19 @@ def nul_locations(value: object, where: str = "") -> list[str]:
 
 
 def load_dag(path: Path) -> Dag:
+    """Read and parse a DAG file, refusing one larger than the API would accept before reading it all."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            text = file.read(MAX_DOCUMENT_CHARS + 1)
     except OSError as exc:
         raise DagValidationError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from exc
+    except ValueError as exc:  # not UTF-8
+        problem = Problem("", f"cannot read {path} as UTF-8 text: {exc}")
+        raise DagValidationError([problem], str(path)) from exc
+    if len(text) > MAX_DOCUMENT_CHARS:
+        limit = f"{MAX_DOCUMENT_CHARS:,} characters"
+        problem = Problem("", f"the file is larger than {limit}, the most a DAG document may have")
+        raise DagValidationError([problem], str(path))
     return parse_dag(text, str(path))
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from concurrent_mlflow.dag import SourceNode, apply_overrides, json_schema, parse_dag, parse_overrides
+from concurrent_mlflow.dag import (
+    MAX_DOCUMENT_CHARS,
+    SourceNode,
+    apply_overrides,
+    json_schema,
+    load_dag,
+    parse_dag,
+    parse_overrides,
+)
 from concurrent_mlflow.errors import DagValidationError
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "concurrent_mlflow" / "schema" / "dag.schema.json"
@@ -175,6 +183,47 @@ nodes:
 def test_not_yaml_and_not_a_mapping() -> None:
     assert problems_of("name: [unclosed")[0].startswith("line 1, column")
     assert problems_of("- a\n- b") == ["a DAG document must be a YAML mapping with `name` and `nodes`"]
+
+
+# Like what a user posted (505 bytes): a few hundred bytes whose `desc` stands for 9**9 strings.
+BOMB = "name: bomb\nnodes: [{id: s, kind: source, uri: d}]\ndesc:\n" + "".join(
+    f"  - &l{i} [{','.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
+)
+
+
+@pytest.mark.timeout(60)  # a safety net only: before the bound, the NUL check walked 9**9 strings for minutes
+def test_an_alias_bomb_is_refused_naming_the_problem_and_the_fix() -> None:
+    assert len(BOMB.encode()) < 505
+    assert problems_of(BOMB) == [
+        "line 9, column 5: the document expands to more than 100,000 nodes (values, lists and mappings) "
+        "through YAML aliases; write the values out or use fewer aliases"
+    ]
+
+
+def test_a_document_that_contains_itself_is_refused() -> None:
+    (problem,) = problems_of("name: &n\n  nodes: [{id: s, kind: source, uri: d}]\n  again: *n\n")
+    assert "an alias refers to the node that contains it" in problem
+
+
+def test_anchors_and_merge_keys_within_the_bound_still_work() -> None:
+    dag = parse_dag("""
+name: dry
+nodes:
+  - &proj {id: a, kind: project, project: p, parameters: {lr: 0.1}}
+  - {<<: *proj, id: b}
+""")
+    assert [n.id for n in dag.nodes] == ["a", "b"]
+    assert dag.node("b").parameters == {"lr": 0.1}  # type: ignore[union-attr]
+
+
+def test_a_dag_file_larger_than_the_api_accepts_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("name: big\nnodes: []\n" + "#" * MAX_DOCUMENT_CHARS, encoding="utf-8")
+    with pytest.raises(DagValidationError) as caught:
+        load_dag(path)
+    assert [p.message for p in caught.value.problems] == [
+        "the file is larger than 524,288 characters, the most a DAG document may have"
+    ]
 
 
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
