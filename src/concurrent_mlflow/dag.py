@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from concurrent_mlflow import bounded_yaml
 from concurrent_mlflow.errors import DagValidationError, Problem
+from concurrent_mlflow.globs import MAX_PATTERN
 
 NODE_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
@@ -68,7 +69,11 @@ class SourceNode(_NodeBase):
         description="Local path (relative to the DAG file), an fsspec URL (s3://, gs://, ...), "
         "runs:/<id>/path or models:/name/version."
     )
-    pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
+    pattern: str | None = Field(
+        None,
+        max_length=MAX_PATTERN,
+        description="Glob on the relative path or the file name, e.g. `*.csv`, `raw/**/*.json`.",
+    )
     incremental: bool = Field(
         False,
         description="In a scheduled run, list only the files modified inside the run's time window "

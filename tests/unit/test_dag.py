@@ -226,6 +226,11 @@ def test_a_dag_file_larger_than_the_api_accepts_is_refused_before_parsing(tmp_pa
     ]
 
 
+def test_a_source_pattern_is_at_most_1000_characters() -> None:
+    found = problems_of(f"name: p\nnodes: [{{id: raw, kind: source, uri: d, pattern: '{'*' * 1001}'}}]\n")
+    assert found == ["nodes.raw.pattern: String should have at most 1000 characters"]
+
+
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
     dag = apply_overrides(parse_dag(GOOD), parse_overrides(["prep.scale=3", "prep.new=x"]))
     assert dag.node("prep").parameters == {"scale": "3", "flag": True, "new": "x"}  # type: ignore[union-attr]
