@@ -7,6 +7,7 @@ MLproject file (entry points, parameter types) live in `validate`, which calls `
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from concurrent_mlflow import bounded_yaml
 from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.globs import MAX_PATTERN
+from concurrent_mlflow.partition import MAX_PARTITIONS, MAX_SWEEP_COMBINATIONS
 
 NODE_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
@@ -105,7 +107,7 @@ class Toleration(_Model):
 
 
 class _TaskNode(_NodeBase):
-    partitions: int | None = Field(None, ge=1, le=1_000_000, description="Number of partitions (tasks).")
+    partitions: int | None = Field(None, ge=1, le=MAX_PARTITIONS, description="Number of partitions (tasks).")
     parallelism: int | None = Field(None, ge=1, description="At most this many partitions run at once.")
     retries: int | None = Field(None, ge=0, le=100, description="Extra attempts per failed partition.")
     timeout: float | None = Field(None, gt=0, description="Seconds one attempt may run before it is killed.")
@@ -134,7 +136,8 @@ class ProjectNode(_TaskNode):
     entry_point: str = "main"
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     sweep: dict[str, list[str | int | float | bool]] = Field(
-        default_factory=dict, description="Parameter grid: one partition per combination."
+        default_factory=dict,
+        description=f"Parameter grid: one partition per combination, at most {MAX_SWEEP_COMBINATIONS:,}.",
     )
     env_manager: Literal["local", "uv", "virtualenv", "conda"] | None = None
 
@@ -534,7 +537,22 @@ def _sweep_problems(dag: Dag, node: ProjectNode, where: str, kinds: set[str]) ->
             problems.append(
                 Problem(f"{where}.sweep.{name}", "is also set in `parameters`; set it in one place")
             )
-    return problems
+    return problems + _sweep_size_problems(node, where)
+
+
+def _sweep_size_problems(node: ProjectNode, where: str) -> list[Problem]:
+    """A grid too large to plan is refused here, not when a run reaches the node."""
+    combinations = math.prod(len(values) for values in node.sweep.values())
+    if combinations <= MAX_SWEEP_COMBINATIONS:
+        return []
+    sizes = " x ".join(f"{len(values):,} {name}" for name, values in node.sweep.items())
+    return [
+        Problem(
+            f"{where}.sweep",
+            f"has {combinations:,} combinations ({sizes}), more than the {MAX_SWEEP_COMBINATIONS:,} a sweep "
+            "may have; sweep fewer values, or split the grid over several nodes",
+        )
+    ]
 
 
 def apply_overrides(dag: Dag, overrides: Mapping[str, str]) -> Dag:

@@ -525,6 +525,25 @@ def test_an_alias_bomb_is_refused_as_invalid_and_stores_nothing(api: httpx.Clien
     assert catalogue(api) == before
 
 
+def test_validate_checks_the_size_of_a_sweep_and_the_type_of_every_value(api: httpx.Client) -> None:
+    def grid(sweep: str) -> str:
+        node = f"{{id: work, kind: project, project: {TOOLBOX}, entry_point: echo_params, sweep: {sweep}}}"
+        return f"name: grid\nnodes:\n  - {node}\n"
+
+    assert api.post("/dags/validate", json={"yaml": grid("{alpha: [0.5, 1], beta: [a, b]}")}).json()["valid"]
+    (error,) = api.post("/dags/validate", json={"yaml": grid("{alpha: [0.5, 1, fast]}")}).json()["errors"]
+    assert error["location"] == "nodes.work.sweep.alpha"
+    assert error["message"].endswith("must be a number (MLproject type float), got 'fast'")
+    huge = (
+        "{alpha: [" + ", ".join(str(i) for i in range(10_000)) + "], beta: [" + ", ".join("abcdefghij") + "]}"
+    )
+    (error,) = api.post("/dags/validate", json={"yaml": grid(huge)}).json()["errors"]
+    assert error["location"] == "nodes.work.sweep"
+    assert error["message"].startswith(
+        "has 100,000 combinations (10,000 alpha x 10 beta), more than the 10,000"
+    )
+
+
 def test_a_project_describes_its_entry_points_with_typed_parameters(api: httpx.Client) -> None:
     response = api.get("/projects", params={"uri": str(TOOLBOX)})
     assert response.status_code == 200, response.text

@@ -231,6 +231,18 @@ def test_a_source_pattern_is_at_most_1000_characters() -> None:
     assert found == ["nodes.raw.pattern: String should have at most 1000 characters"]
 
 
+def test_a_sweep_of_more_than_10_000_combinations_is_refused_naming_the_node() -> None:
+    values = "[" + ", ".join(str(i) for i in range(10)) + "]"
+    sweep = "{" + ", ".join(f"p{i}: {values}" for i in range(7)) + "}"
+    found = problems_of(f"name: grid\nnodes:\n  - {{id: train, kind: project, project: p, sweep: {sweep}}}\n")
+    assert found == [
+        "nodes.train.sweep: has 10,000,000 combinations (10 p0 x 10 p1 x 10 p2 x 10 p3 x 10 p4 x 10 p5 x 10 p6), "
+        "more than the 10,000 a sweep may have; sweep fewer values, or split the grid over several nodes"
+    ]
+    sweep = "{" + ", ".join(f"p{i}: {values}" for i in range(4)) + "}"
+    parse_dag(f"name: grid\nnodes:\n  - {{id: train, kind: project, project: p, sweep: {sweep}}}\n")
+
+
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
     dag = apply_overrides(parse_dag(GOOD), parse_overrides(["prep.scale=3", "prep.new=x"]))
     assert dag.node("prep").parameters == {"scale": "3", "flag": True, "new": "x"}  # type: ignore[union-attr]
