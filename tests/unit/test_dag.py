@@ -243,6 +243,38 @@ def test_a_sweep_of_more_than_10_000_combinations_is_refused_naming_the_node() -
     parse_dag(f"name: grid\nnodes:\n  - {{id: train, kind: project, project: p, sweep: {sweep}}}\n")
 
 
+def chain(length: int, *, loop: bool = False) -> str:
+    nodes = "".join(f"  - {{id: n{i}, kind: project, project: p}}\n" for i in range(length))
+    edges = "".join(f"  - {{from: n{i}, to: n{i + 1}, input: x}}\n" for i in range(length - 1))
+    back = f"  - {{from: n{length - 1}, to: n0, input: back}}\n" if loop else ""
+    return f"name: chain\nnodes:\n{nodes}edges:\n{edges}{back}"
+
+
+def test_topological_order_goes_in_rounds_with_ties_in_document_order() -> None:
+    dag = parse_dag("""
+name: rounds
+nodes:
+  - {id: d, kind: project, project: p}
+  - {id: b, kind: project, project: p}
+  - {id: a, kind: source, uri: x}
+  - {id: c, kind: project, project: p}
+edges:
+  - {from: a, to: b, input: x}
+  - {from: b, to: d, input: x}
+  - {from: a, to: d, input: y}
+""")
+    assert dag.topological_order() == ["a", "c", "b", "d"]
+
+
+@pytest.mark.timeout(30)  # a net only: every node rescanned every round made this take many minutes
+def test_a_long_chain_validates_in_time_linear_in_its_size() -> None:
+    dag = parse_dag(chain(3000))
+    assert dag.topological_order() == [f"n{i}" for i in range(3000)]
+    (problem,) = problems_of(chain(3000, loop=True))
+    assert problem.startswith("edges: the graph has a cycle: n0 -> n1 -> n2 -> ")
+    assert problem.endswith("n2999 -> n0; a DAG must not loop back")
+
+
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:
     dag = apply_overrides(parse_dag(GOOD), parse_overrides(["prep.scale=3", "prep.new=x"]))
     assert dag.node("prep").parameters == {"scale": "3", "flag": True, "new": "x"}  # type: ignore[union-attr]
