@@ -7,6 +7,7 @@ MLproject file (entry points, parameter types) live in `validate`, which calls `
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,12 +16,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from concurrent_mlflow import bounded_yaml
 from concurrent_mlflow.errors import DagValidationError, Problem
+from concurrent_mlflow.globs import MAX_PATTERN
+from concurrent_mlflow.partition import MAX_PARTITIONS, MAX_SWEEP_COMBINATIONS
 
 NODE_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 ENV_MANAGERS = ("local", "uv", "virtualenv", "conda")
 CLUSTER_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# The largest DAG document accepted (the API's cap on a request body, and `concurrent` reading a file).
+MAX_DOCUMENT_CHARS = 512 * 1024
 # A Kubernetes resource quantity: 2, 0.5, 500m, 4Gi, 1e3 ...
 QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 
@@ -65,7 +71,11 @@ class SourceNode(_NodeBase):
         description="Local path (relative to the DAG file), an fsspec URL (s3://, gs://, ...), "
         "runs:/<id>/path or models:/name/version."
     )
-    pattern: str | None = Field(None, description="Glob on the relative path, e.g. `*.csv`.")
+    pattern: str | None = Field(
+        None,
+        max_length=MAX_PATTERN,
+        description="Glob on the relative path or the file name, e.g. `*.csv`, `raw/**/*.json`.",
+    )
     incremental: bool = Field(
         False,
         description="In a scheduled run, list only the files modified inside the run's time window "
@@ -97,7 +107,7 @@ class Toleration(_Model):
 
 
 class _TaskNode(_NodeBase):
-    partitions: int | None = Field(None, ge=1, le=1_000_000, description="Number of partitions (tasks).")
+    partitions: int | None = Field(None, ge=1, le=MAX_PARTITIONS, description="Number of partitions (tasks).")
     parallelism: int | None = Field(None, ge=1, description="At most this many partitions run at once.")
     retries: int | None = Field(None, ge=0, le=100, description="Extra attempts per failed partition.")
     timeout: float | None = Field(None, gt=0, description="Seconds one attempt may run before it is killed.")
@@ -126,7 +136,8 @@ class ProjectNode(_TaskNode):
     entry_point: str = "main"
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     sweep: dict[str, list[str | int | float | bool]] = Field(
-        default_factory=dict, description="Parameter grid: one partition per combination."
+        default_factory=dict,
+        description=f"Parameter grid: one partition per combination, at most {MAX_SWEEP_COMBINATIONS:,}.",
     )
     env_manager: Literal["local", "uv", "virtualenv", "conda"] | None = None
 
@@ -181,15 +192,29 @@ class Dag(_Model):
         return sorted({e.target for e in self.edges if e.source == node_id})
 
     def topological_order(self) -> list[str]:
-        """Node ids, every node after its upstream nodes; ties in document order. Assumes no cycle."""
+        """Node ids in rounds: each round the nodes whose upstream nodes are all placed, in document order.
+
+        Nodes on a cycle (or fed by an unknown node) are left out. Linear in nodes and edges: rescanning
+        every node each round made a 3,000-node chain take minutes to validate.
+        """
+        position = {node.id: i for i, node in enumerate(self.nodes)}
+        waiting: dict[str, set[str]] = {node.id: set() for node in self.nodes}
+        feeds: dict[str, list[str]] = {node.id: [] for node in self.nodes}
+        for edge in self.edges:
+            if edge.target in waiting:
+                waiting[edge.target].add(edge.source)
+                feeds.setdefault(edge.source, []).append(edge.target)
         order: list[str] = []
-        placed: set[str] = set()
-        while len(order) < len(self.nodes):
-            ready = [n.id for n in self.nodes if n.id not in placed and set(self.upstream(n.id)) <= placed]
-            if not ready:
-                break
+        ready = [node.id for node in self.nodes if not waiting[node.id]]
+        while ready:
             order.extend(ready)
-            placed.update(ready)
+            unblocked: set[str] = set()
+            for node_id in ready:
+                for target in feeds[node_id]:
+                    waiting[target].discard(node_id)
+                    if not waiting[target]:
+                        unblocked.add(target)
+            ready = sorted(unblocked, key=position.__getitem__)
         return order
 
     def retries(self, node: TaskNode) -> int:
@@ -227,14 +252,22 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def parse_dag(text: str, source: str = "DAG") -> Dag:
-    """Parse YAML text into a `Dag`, raising one DagValidationError that lists every problem."""
+def parse_dag(text: str, source: str = "DAG", *, ours: bool = False) -> Dag:
+    """Parse YAML text into a `Dag`, raising one DagValidationError that lists every problem.
+
+    The YAML is read with bounded work (see `bounded_yaml`). `ours`: the text is a `Dag.to_yaml` we wrote,
+    which spells out short forms (`partitioner: file` becomes a mapping) and so may be somewhat larger than
+    the document the user sent; it is read with twice the limits, so a run never fails to re-read its DAG.
+    """
+    scale = 2 if ours else 1
     try:
-        data = yaml.safe_load(text)
+        data = bounded_yaml.load(
+            text, max_nodes=scale * bounded_yaml.MAX_NODES, max_chars=scale * bounded_yaml.MAX_CHARS
+        )
+    except bounded_yaml.ExpansionError as exc:
+        raise DagValidationError([Problem(_mark(exc), str(exc.problem))], source) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DagValidationError([Problem(where, f"not valid YAML: {exc}")], source) from exc
+        raise DagValidationError([Problem(_mark(exc), f"not valid YAML: {exc}")], source) from exc
     except (ValueError, RecursionError) as exc:  # PyYAML's own: an impossible date, nesting too deep
         raise DagValidationError([Problem("", f"not a usable YAML document: {exc}")], source) from exc
     if not isinstance(data, dict):
@@ -253,6 +286,11 @@ def parse_dag(text: str, source: str = "DAG") -> Dag:
     return dag
 
 
+def _mark(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def nul_locations(value: object, where: str = "") -> list[str]:
     """Where NUL characters hide in parsed YAML or JSON (YAML's "\\0" makes one): PostgreSQL refuses them."""
     if isinstance(value, str):
@@ -269,10 +307,19 @@ def nul_locations(value: object, where: str = "") -> list[str]:
 
 
 def load_dag(path: Path) -> Dag:
+    """Read and parse a DAG file, refusing one larger than the API would accept before reading it all."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            text = file.read(MAX_DOCUMENT_CHARS + 1)
     except OSError as exc:
         raise DagValidationError([Problem("", f"cannot read {path}: {exc.strerror}")], str(path)) from exc
+    except ValueError as exc:  # not UTF-8
+        problem = Problem("", f"cannot read {path} as UTF-8 text: {exc}")
+        raise DagValidationError([problem], str(path)) from exc
+    if len(text) > MAX_DOCUMENT_CHARS:
+        limit = f"{MAX_DOCUMENT_CHARS:,} characters"
+        problem = Problem("", f"the file is larger than {limit}, the most a DAG document may have")
+        raise DagValidationError([problem], str(path))
     return parse_dag(text, str(path))
 
 
@@ -374,6 +421,8 @@ def _placement_problems(dag: Dag, node: TaskNode) -> list[Problem]:
 def _edge_problems(dag: Dag) -> list[Problem]:
     problems: list[Problem] = []
     ids = {n.id for n in dag.nodes}
+    kinds = {n.id: n.kind for n in dag.nodes}
+    fed = {e.target for e in dag.edges}
     inputs_seen: set[tuple[str, str]] = set()
     for edge in dag.edges:
         where = f"edges.{edge.source}->{edge.target}"
@@ -382,7 +431,7 @@ def _edge_problems(dag: Dag) -> list[Problem]:
                 problems.append(Problem(f"{where}.{end}", f"no node with id {node_id!r}"))
         if edge.source == edge.target:
             problems.append(Problem(where, "an edge cannot join a node to itself"))
-        if edge.target in ids and dag.node(edge.target).kind == "source":
+        if kinds.get(edge.target) == "source":
             problems.append(Problem(where, f"source node {edge.target!r} cannot have inputs"))
         if not INPUT_NAME.match(edge.input):
             problems.append(
@@ -402,7 +451,7 @@ def _edge_problems(dag: Dag) -> list[Problem]:
         inputs_seen.add((edge.target, edge.input))
         problems += _partitioner_problems(edge, where)
     for node in dag.nodes:
-        if node.kind == "inference" and not dag.incoming(node.id):
+        if node.kind == "inference" and node.id not in fed:
             problems.append(
                 Problem(
                     f"nodes.{node.id}",
@@ -446,22 +495,35 @@ def _cycle_problems(dag: Dag) -> list[Problem]:
 
 def _find_cycle(dag: Dag, candidates: set[str]) -> list[str]:
     """Walk upstream inside the unplaced nodes until a node repeats; that loop is the cycle."""
+    incoming = _incoming_by_node(dag)
     path = [min(candidates)]
+    seen = {path[0]: 0}
     while True:
-        previous = next(u for u in dag.upstream(path[-1]) if u in candidates)
-        if previous in path:
-            loop = [*path[path.index(previous) :], previous]
+        previous = min(e.source for e in incoming[path[-1]] if e.source in candidates)
+        if previous in seen:
+            loop = [*path[seen[previous] :], previous]
             return list(reversed(loop))
+        seen[previous] = len(path)
         path.append(previous)
+
+
+def _incoming_by_node(dag: Dag) -> dict[str, list[Edge]]:
+    """`dag.incoming` for every node at once: asking each node scans every edge, quadratic in big DAGs."""
+    incoming: dict[str, list[Edge]] = {node.id: [] for node in dag.nodes}
+    for edge in dag.edges:
+        incoming.setdefault(edge.target, []).append(edge)
+    return incoming
 
 
 def _partitioning_problems(dag: Dag) -> list[Problem]:
     problems: list[Problem] = []
+    incoming = _incoming_by_node(dag)
+    sources = {n.id for n in dag.nodes if n.kind == "source"}
     for node in dag.nodes:
         if node.kind == "source":
             continue
         where = f"nodes.{node.id}"
-        kinds: set[str] = {e.partitioner.kind for e in dag.incoming(node.id)}
+        kinds: set[str] = {e.partitioner.kind for e in incoming[node.id]}
         if "gather" in kinds and node.partitions not in (None, 1):
             problems.append(
                 Problem(
@@ -471,8 +533,8 @@ def _partitioning_problems(dag: Dag) -> list[Problem]:
             )
         if isinstance(node, ProjectNode) and node.sweep:
             problems += _sweep_problems(dag, node, where, kinds)
-        for edge in dag.incoming(node.id):
-            if edge.partitioner.kind == "one-to-one" and dag.node(edge.source).kind == "source":
+        for edge in incoming[node.id]:
+            if edge.partitioner.kind == "one-to-one" and edge.source in sources:
                 problems.append(
                     Problem(
                         f"edges.{edge.source}->{edge.target}.partitioner",
@@ -504,7 +566,22 @@ def _sweep_problems(dag: Dag, node: ProjectNode, where: str, kinds: set[str]) ->
             problems.append(
                 Problem(f"{where}.sweep.{name}", "is also set in `parameters`; set it in one place")
             )
-    return problems
+    return problems + _sweep_size_problems(node, where)
+
+
+def _sweep_size_problems(node: ProjectNode, where: str) -> list[Problem]:
+    """A grid too large to plan is refused here, not when a run reaches the node."""
+    combinations = math.prod(len(values) for values in node.sweep.values())
+    if combinations <= MAX_SWEEP_COMBINATIONS:
+        return []
+    sizes = " x ".join(f"{len(values):,} {name}" for name, values in node.sweep.items())
+    return [
+        Problem(
+            f"{where}.sweep",
+            f"has {combinations:,} combinations ({sizes}), more than the {MAX_SWEEP_COMBINATIONS:,} a sweep "
+            "may have; sweep fewer values, or split the grid over several nodes",
+        )
+    ]
 
 
 def apply_overrides(dag: Dag, overrides: Mapping[str, str]) -> Dag:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from concurrent_mlflow import bounded_yaml
 from concurrent_mlflow.errors import ClusterConfigError
 
 MAX_KUBECONFIG = 256 * 1024
@@ -67,7 +68,7 @@ def parse(text: str) -> dict[str, Any]:
     if len(text.encode()) > MAX_KUBECONFIG:
         raise ClusterConfigError(f"kubeconfig: larger than {MAX_KUBECONFIG // 1024} KiB; is it a kubeconfig?")
     try:
-        document = yaml.safe_load(text)
+        document = bounded_yaml.load(text)  # an alias bomb would stall whatever walks it
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

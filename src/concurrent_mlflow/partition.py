@@ -45,8 +45,12 @@ PARTITIONER_KINDS: tuple[str, ...] = (
     "custom",
 )
 
-# A node has at most this many partitions (the DAG schema's limit), so a sweep at most this many combinations.
+# A node has at most this many partitions (the DAG schema's limit).
 MAX_PARTITIONS = 1_000_000
+# A sweep has at most this many combinations, checked when a DAG is validated. Every combination is a
+# parameter set held in the plan, a task and an MLflow child run; planning 10^6 took the engine's loop
+# minutes. A grid beyond 10^4 points is better searched at random or split over several nodes.
+MAX_SWEEP_COMBINATIONS = 10_000
 
 Partitions = list[list[InputItem]]
 
@@ -354,10 +358,10 @@ def sweep_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, str]]:
         if not values:
             raise PartitionError(f"sweep parameter {name!r} has no values; give at least one or remove it")
     combinations = math.prod(len(grid[name]) for name in names)
-    if combinations > MAX_PARTITIONS:
+    if combinations > MAX_SWEEP_COMBINATIONS:
         raise PartitionError(
-            f"the sweep has {combinations:,} combinations, more than the {MAX_PARTITIONS:,} partitions "
-            "a node may have; sweep fewer values"
+            f"the sweep has {combinations:,} combinations, more than the {MAX_SWEEP_COMBINATIONS:,} "
+            "a sweep may have; sweep fewer values"
         )
     columns = [[_param_str(value) for value in grid[name]] for name in names]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*columns)]

@@ -17,7 +17,13 @@ from concurrent_mlflow import partition, sources
 from concurrent_mlflow.dag import Dag, InferenceNode, ProjectNode, SourceNode
 from concurrent_mlflow.errors import ConcurrentError, DagValidationError, Problem
 from concurrent_mlflow.manifest import InputItem, Manifest
-from concurrent_mlflow.project import check_parameters, is_git_uri, resolve_project
+from concurrent_mlflow.project import (
+    ResolvedProject,
+    check_parameters,
+    check_sweep_values,
+    is_git_uri,
+    resolve_project,
+)
 
 # Files a node produced, by node id: the source listing, or all upstream partitions' outputs.
 OutputsOf = Callable[[str], list[InputItem]]
@@ -153,5 +159,15 @@ def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:
         problems += [
             Problem(f"{where}.parameters", p) for p in check_parameters(project, node.entry_point, values)
         ]
+        problems += _sweep_value_problems(node, project, where)
     if problems:
         raise DagValidationError(problems, f"DAG {dag.name!r}")
+
+
+def _sweep_value_problems(node: ProjectNode, project: ResolvedProject, where: str) -> list[Problem]:
+    """Every swept value after the first against its MLproject type (the first is checked as a parameter)."""
+    return [
+        Problem(f"{where}.sweep.{name}", problem)
+        for name, values in node.sweep.items()
+        for problem in check_sweep_values(project, node.entry_point, name, [param_str(v) for v in values[1:]])
+    ]

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,6 +45,7 @@ _NETWORK_SCHEMES = ("https", "http", "ssh", "git")
 _ENV_TYPES = {"docker_env": "docker", "conda_env": "conda_env", "python_env": "python_env"}
 _SCRIPT_SUFFIXES = (".py", ".sh")
 _MAX_LISTED = 20
+_MAX_VALUE_PROBLEMS = 5  # bad values of one swept parameter shown; a sweep may have thousands
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,24 @@ def check_parameters(
                 "MLproject); set it under `parameters`"
             )
     return problems
+
+
+def check_sweep_values(
+    project: ResolvedProject, entry_point: str, name: str, values: Sequence[object]
+) -> list[str]:
+    """Problems with each value of swept parameter `name`: the first few, and how many more.
+
+    An unknown entry point or parameter is `check_parameters`' to report; here it is no problem.
+    """
+    spec = project.entry_points.get(entry_point)
+    param = spec.parameters.get(name) if spec else None
+    if spec is None or param is None:
+        return []
+    problems = [p for value in dict.fromkeys(values) for p in _value_problems(spec, param, value)]
+    if len(problems) <= _MAX_VALUE_PROBLEMS:
+        return problems
+    more = len(problems) - _MAX_VALUE_PROBLEMS
+    return [*problems[:_MAX_VALUE_PROBLEMS], f"... and {more} more values of {name!r} with such problems"]
 
 
 # --- local directories -------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from the environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), read by fss
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import posixpath
@@ -33,6 +32,7 @@ from typing import Any, NamedTuple
 import fsspec
 
 from concurrent_mlflow.errors import SourceError, UnsafePathError
+from concurrent_mlflow.globs import compile_glob
 from concurrent_mlflow.manifest import InputItem
 
 log = logging.getLogger(__name__)
@@ -314,22 +314,12 @@ def _checked_relpath(uri: str, entry: _Found) -> str:
 def _matcher(pattern: str | None) -> Callable[[str], bool]:
     if not pattern:
         return lambda _relpath: True
-    regexes = [re.compile(fnmatch.translate(variant)) for variant in _glob_variants(pattern)]
+    glob = compile_glob(pattern)
 
     def matches(relpath: str) -> bool:
-        name = relpath.rpartition("/")[2]
-        return any(regex.match(relpath) or regex.match(name) for regex in regexes)
+        return glob(relpath) or glob(relpath.rpartition("/")[2])
 
     return matches
-
-
-def _glob_variants(pattern: str) -> set[str]:
-    """`pattern` with each '**/' kept or dropped, so 'a/**/*.csv' also matches 'a/x.csv'."""
-    head, sep, tail = pattern.partition("**/")
-    if not sep:
-        return {pattern}
-    rests = _glob_variants(tail)
-    return {head + sep + rest for rest in rests} | {head + rest for rest in rests}
 
 
 def _window(uri: str, after: datetime | None, before: datetime | None) -> Callable[[_Found], bool]:

@@ -501,6 +501,49 @@ def test_validate_reports_every_problem_of_projects_and_parameters_and_saves_not
     assert api.get("/dags").json()["total"] == before
 
 
+# Fewer bytes than the 505 a user posted, standing for 9**9 strings through nested YAML aliases.
+ALIAS_BOMB = "name: bomb\nnodes: [{id: s, kind: source, uri: d}]\nx:\n" + "".join(
+    f"  - &a{i} [{','.join([f'*a{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
+)
+
+
+@pytest.mark.timeout(120)  # a safety net: before the bound, one such request held a server thread ~20 min
+def test_an_alias_bomb_is_refused_as_invalid_and_stores_nothing(api: httpx.Client) -> None:
+    assert len(ALIAS_BOMB.encode()) < 505
+    before = catalogue(api)
+    result = api.post("/dags/validate", json={"yaml": ALIAS_BOMB}).json()
+    assert result["valid"] is False
+    (error,) = result["errors"]
+    assert error["message"].startswith("the document expands to more than 100,000 nodes")
+    assert error["message"].endswith("through YAML aliases; write the values out or use fewer aliases")
+    body = assert_problem(api.post("/dags", json={"yaml": ALIAS_BOMB}), 422, "invalid-dag")
+    assert "through YAML aliases" in body["detail"]
+    yaml_headers = {"content-type": "application/yaml"}
+    assert_problem(
+        api.post("/dags/import", content=ALIAS_BOMB.encode(), headers=yaml_headers), 422, "invalid-dag"
+    )
+    assert catalogue(api) == before
+
+
+def test_validate_checks_the_size_of_a_sweep_and_the_type_of_every_value(api: httpx.Client) -> None:
+    def grid(sweep: str) -> str:
+        node = f"{{id: work, kind: project, project: {TOOLBOX}, entry_point: echo_params, sweep: {sweep}}}"
+        return f"name: grid\nnodes:\n  - {node}\n"
+
+    assert api.post("/dags/validate", json={"yaml": grid("{alpha: [0.5, 1], beta: [a, b]}")}).json()["valid"]
+    (error,) = api.post("/dags/validate", json={"yaml": grid("{alpha: [0.5, 1, fast]}")}).json()["errors"]
+    assert error["location"] == "nodes.work.sweep.alpha"
+    assert error["message"].endswith("must be a number (MLproject type float), got 'fast'")
+    huge = (
+        "{alpha: [" + ", ".join(str(i) for i in range(10_000)) + "], beta: [" + ", ".join("abcdefghij") + "]}"
+    )
+    (error,) = api.post("/dags/validate", json={"yaml": grid(huge)}).json()["errors"]
+    assert error["location"] == "nodes.work.sweep"
+    assert error["message"].startswith(
+        "has 100,000 combinations (10,000 alpha x 10 beta), more than the 10,000"
+    )
+
+
 def test_a_project_describes_its_entry_points_with_typed_parameters(api: httpx.Client) -> None:
     response = api.get("/projects", params={"uri": str(TOOLBOX)})
     assert response.status_code == 200, response.text

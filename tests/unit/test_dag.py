@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from concurrent_mlflow.dag import SourceNode, apply_overrides, json_schema, parse_dag, parse_overrides
+from concurrent_mlflow.dag import (
+    MAX_DOCUMENT_CHARS,
+    SourceNode,
+    apply_overrides,
+    json_schema,
+    load_dag,
+    parse_dag,
+    parse_overrides,
+)
 from concurrent_mlflow.errors import DagValidationError
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "src" / "concurrent_mlflow" / "schema" / "dag.schema.json"
@@ -175,6 +183,96 @@ nodes:
 def test_not_yaml_and_not_a_mapping() -> None:
     assert problems_of("name: [unclosed")[0].startswith("line 1, column")
     assert problems_of("- a\n- b") == ["a DAG document must be a YAML mapping with `name` and `nodes`"]
+
+
+# Like what a user posted (505 bytes): a few hundred bytes whose `desc` stands for 9**9 strings.
+BOMB = "name: bomb\nnodes: [{id: s, kind: source, uri: d}]\ndesc:\n" + "".join(
+    f"  - &l{i} [{','.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
+)
+
+
+@pytest.mark.timeout(60)  # a safety net only: before the bound, the NUL check walked 9**9 strings for minutes
+def test_an_alias_bomb_is_refused_naming_the_problem_and_the_fix() -> None:
+    assert len(BOMB.encode()) < 505
+    assert problems_of(BOMB) == [
+        "line 9, column 5: the document expands to more than 100,000 nodes (values, lists and mappings) "
+        "through YAML aliases; write the values out or use fewer aliases"
+    ]
+
+
+def test_a_document_that_contains_itself_is_refused() -> None:
+    (problem,) = problems_of("name: &n\n  nodes: [{id: s, kind: source, uri: d}]\n  again: *n\n")
+    assert "an alias refers to the node that contains it" in problem
+
+
+def test_anchors_and_merge_keys_within_the_bound_still_work() -> None:
+    dag = parse_dag("""
+name: dry
+nodes:
+  - &proj {id: a, kind: project, project: p, parameters: {lr: 0.1}}
+  - {<<: *proj, id: b}
+""")
+    assert [n.id for n in dag.nodes] == ["a", "b"]
+    assert dag.node("b").parameters == {"lr": 0.1}  # type: ignore[union-attr]
+
+
+def test_a_dag_file_larger_than_the_api_accepts_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("name: big\nnodes: []\n" + "#" * MAX_DOCUMENT_CHARS, encoding="utf-8")
+    with pytest.raises(DagValidationError) as caught:
+        load_dag(path)
+    assert [p.message for p in caught.value.problems] == [
+        "the file is larger than 524,288 characters, the most a DAG document may have"
+    ]
+
+
+def test_a_source_pattern_is_at_most_1000_characters() -> None:
+    found = problems_of(f"name: p\nnodes: [{{id: raw, kind: source, uri: d, pattern: '{'*' * 1001}'}}]\n")
+    assert found == ["nodes.raw.pattern: String should have at most 1000 characters"]
+
+
+def test_a_sweep_of_more_than_10_000_combinations_is_refused_naming_the_node() -> None:
+    values = "[" + ", ".join(str(i) for i in range(10)) + "]"
+    sweep = "{" + ", ".join(f"p{i}: {values}" for i in range(7)) + "}"
+    found = problems_of(f"name: grid\nnodes:\n  - {{id: train, kind: project, project: p, sweep: {sweep}}}\n")
+    assert found == [
+        "nodes.train.sweep: has 10,000,000 combinations (10 p0 x 10 p1 x 10 p2 x 10 p3 x 10 p4 x 10 p5 x 10 p6), "
+        "more than the 10,000 a sweep may have; sweep fewer values, or split the grid over several nodes"
+    ]
+    sweep = "{" + ", ".join(f"p{i}: {values}" for i in range(4)) + "}"
+    parse_dag(f"name: grid\nnodes:\n  - {{id: train, kind: project, project: p, sweep: {sweep}}}\n")
+
+
+def chain(length: int, *, loop: bool = False) -> str:
+    nodes = "".join(f"  - {{id: n{i}, kind: project, project: p}}\n" for i in range(length))
+    edges = "".join(f"  - {{from: n{i}, to: n{i + 1}, input: x}}\n" for i in range(length - 1))
+    back = f"  - {{from: n{length - 1}, to: n0, input: back}}\n" if loop else ""
+    return f"name: chain\nnodes:\n{nodes}edges:\n{edges}{back}"
+
+
+def test_topological_order_goes_in_rounds_with_ties_in_document_order() -> None:
+    dag = parse_dag("""
+name: rounds
+nodes:
+  - {id: d, kind: project, project: p}
+  - {id: b, kind: project, project: p}
+  - {id: a, kind: source, uri: x}
+  - {id: c, kind: project, project: p}
+edges:
+  - {from: a, to: b, input: x}
+  - {from: b, to: d, input: x}
+  - {from: a, to: d, input: y}
+""")
+    assert dag.topological_order() == ["a", "c", "b", "d"]
+
+
+@pytest.mark.timeout(30)  # a net only: every node rescanned every round made this take many minutes
+def test_a_long_chain_validates_in_time_linear_in_its_size() -> None:
+    dag = parse_dag(chain(3000))
+    assert dag.topological_order() == [f"n{i}" for i in range(3000)]
+    (problem,) = problems_of(chain(3000, loop=True))
+    assert problem.startswith("edges: the graph has a cycle: n0 -> n1 -> n2 -> ")
+    assert problem.endswith("n2999 -> n0; a DAG must not loop back")
 
 
 def test_overrides_apply_to_project_parameters_and_reject_typos() -> None:

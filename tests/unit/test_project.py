@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from concurrent_mlflow.errors import ProjectError
+from concurrent_mlflow.dag import Dag, parse_dag
+from concurrent_mlflow.errors import DagValidationError, ProjectError
+from concurrent_mlflow.plan import check_projects
 from concurrent_mlflow.project import (
     EntryPointSpec,
     ParameterSpec,
@@ -275,3 +277,39 @@ def test_path_and_uri_must_not_be_empty_and_uri_needs_a_scheme(sample: ResolvedP
 def test_every_problem_is_reported_at_once(sample: ResolvedProject) -> None:
     problems = check_parameters(sample, "main", {"ratio": "x", "bogus": 1})
     assert len(problems) == 3  # unknown 'bogus', bad 'ratio', missing 'alpha'
+
+
+# --- swept values (plan.check_projects) --------------------------------------------------------------------
+
+
+def sweep_dag(project: Path, sweep: str) -> Dag:
+    return parse_dag(
+        f"name: grid\nnodes:\n  - {{id: train, kind: project, project: {project}, sweep: {sweep}}}\n"
+    )
+
+
+def test_every_swept_value_is_checked_against_the_mlproject_type(
+    sample: ResolvedProject, tmp_path: Path
+) -> None:
+    dag = sweep_dag(sample.work_dir, "{alpha: [0.1, 0.5, fast, 2]}")
+    with pytest.raises(DagValidationError) as caught:
+        check_projects(dag, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    assert [str(p) for p in caught.value.problems] == [
+        "nodes.train.sweep.alpha: parameter 'alpha' of entry point 'main' must be a number "
+        "(MLproject type float), got 'fast'"
+    ]
+    check_projects(
+        sweep_dag(sample.work_dir, "{alpha: [0.1, 1e3, -2]}"), base_dir=tmp_path, cache_dir=tmp_path
+    )
+
+
+def test_many_bad_swept_values_are_summed_up(sample: ResolvedProject, tmp_path: Path) -> None:
+    bad = ", ".join(f"x{i}" for i in range(1, 100))
+    dag = sweep_dag(sample.work_dir, f"{{alpha: [1, {bad}], model: ['models:/m/1', '', 'no-scheme']}}")
+    with pytest.raises(DagValidationError) as caught:
+        check_projects(dag, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    found = [str(p) for p in caught.value.problems]
+    assert len(found) == 8
+    assert found[5] == "nodes.train.sweep.alpha: ... and 94 more values of 'alpha' with such problems"
+    assert found[6].startswith("nodes.train.sweep.model: parameter 'model' of entry point 'main'")
+    assert "no-scheme" in found[7]

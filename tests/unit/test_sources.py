@@ -133,6 +133,16 @@ def test_pattern_matches_relpath_or_file_name(tmp_path: Path, pattern: str, expe
     assert relpaths(list_source("src", base_dir=tmp_path, pattern=pattern)) == expected
 
 
+@pytest.mark.timeout(10)  # a net only (work is bounded in test_globs): 2^18 regexes took 40 s here
+def test_a_pattern_with_many_dirs_wildcards_lists_at_once(tmp_path: Path) -> None:
+    pattern = "".join(f"**/d{i}/" for i in range(18)) + "*.csv"
+    deep = "/".join(f"d{i}" for i in range(18))
+    files = {f"{deep}/x.csv": "x", f"{deep}/y.txt": "y", "d0/x.csv": "x", f"e/{deep}/more/z.csv": "z"}
+    write(tmp_path / "src", files)
+    found = list_source("src", base_dir=tmp_path, pattern=pattern)
+    assert relpaths(found) == [f"{deep}/x.csv", f"e/{deep}/more/z.csv"]
+
+
 def test_modification_window_is_half_open_and_naive_times_are_utc(tmp_path: Path) -> None:
     src = write(tmp_path / "src", {"old.csv": "o", "mid.csv": "m", "new.csv": "n"})
     t0 = datetime(2024, 1, 1, tzinfo=UTC)

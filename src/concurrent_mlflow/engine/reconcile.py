@@ -602,7 +602,7 @@ class Engine:
     # -- cached reads -----------------------------------------------------------------------------------
     def _dag(self, run_id: str) -> Dag:
         if run_id not in self._dags:
-            self._dags[run_id] = parse_dag(reads.run(self.store, run_id).dag_yaml, f"run {run_id}")
+            self._dags[run_id] = parse_dag(reads.run(self.store, run_id).dag_yaml, f"run {run_id}", ours=True)
         return self._dags[run_id]
 
     def _forget(self, run_id: str) -> None:

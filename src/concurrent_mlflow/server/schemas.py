@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from concurrent_mlflow.dag import nul_locations
+from concurrent_mlflow.dag import MAX_DOCUMENT_CHARS, nul_locations
 from concurrent_mlflow.kubeconfig import MAX_KUBECONFIG, NAMESPACE
 from concurrent_mlflow.store.access import Role
 from concurrent_mlflow.store.clusters import IMAGE, PodDefaults
@@ -15,7 +15,7 @@ from concurrent_mlflow.store.clusters import NAME as CLUSTER_NAME
 
 T = TypeVar("T")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-MAX_YAML = 512 * 1024
+MAX_YAML = MAX_DOCUMENT_CHARS
 
 
 def _utc(moment: datetime) -> datetime:
