@@ -188,3 +188,38 @@ def test_demo_runs_the_bundled_dag_end_to_end(tracking_env: Path, tmp_path: Path
     tasks = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'task'")
     nodes = sorted(r.data.tags["concurrent.node"] for r in tasks)
     assert nodes == ["ingest", "ingest", "preprocess", "preprocess", "report", "score", "score"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "args"),
+    [
+        ("CONCURRENT_HOME", ("runs", "list")),  # the local MLflow server's dir
+        ("CONCURRENT_HOME", ("cluster", "list")),  # the store
+        ("CONCURRENT_HOME", ("logs", "some-run", "node", "0")),
+        ("CONCURRENT_CACHE", ("dag", "validate", "dag.yaml")),  # a git project's checkout
+    ],
+)
+def test_an_unwritable_data_dir_is_one_line_naming_it_and_the_fix(
+    tmp_path: Path, setting: str, args: tuple[str, ...]
+) -> None:
+    # Tests run as root, whom chmod does not stop: a dir beneath a regular file cannot be made by anyone.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    (tmp_path / "dag.yaml").write_text(
+        'name: g\nnodes:\n  - {id: a, kind: project, project: "file:///nowhere/repo.git"}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CONCURRENT_"))}
+    env |= {"CONCURRENT_HOME": str(tmp_path / "home"), setting: str(blocker / "dir"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "concurrent_mlflow.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot write to {setting} {blocker / 'dir'} (Not a directory")
+    assert line.endswith("to a writable directory.") and f"set {setting}" in line

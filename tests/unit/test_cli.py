@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from concurrent_mlflow.cli import main
+from concurrent_mlflow.cli.base import unwritable_dir_message
+from concurrent_mlflow.settings import Paths
 
 
 def test_run_help_shows_the_options_of_running_a_dag() -> None:
@@ -101,3 +103,29 @@ def test_schedule_create_help_explains_the_seconds_field_and_overlap() -> None:
         "-P, --param",
     ):
         assert text in output, text
+
+
+def test_an_oserror_under_a_data_dir_names_the_dir_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CONCURRENT_STORE", raising=False)
+    monkeypatch.setenv("CONCURRENT_CACHE", str(tmp_path / "cache"))
+    paths = Paths(tmp_path / "home")
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "home" / "logs"))
+    assert unwritable_dir_message(denied, paths) == (
+        f"Cannot write to CONCURRENT_HOME {tmp_path / 'home'} (Permission denied at {tmp_path / 'home' / 'logs'})"
+        ": set CONCURRENT_HOME (or --home) to a writable directory."
+    )
+    nested = Paths(tmp_path / "parent" / "home")
+    parent = PermissionError(13, "Permission denied", str(tmp_path / "parent"))  # making the home's parent
+    assert "Cannot write to CONCURRENT_HOME" in str(unwritable_dir_message(parent, nested))
+    read_only = OSError(30, "Read-only file system", str(tmp_path / "cache" / "git"))
+    assert str(unwritable_dir_message(read_only, paths)).startswith(
+        f"Cannot write to CONCURRENT_CACHE {tmp_path / 'cache'} (Read-only file system"
+    )
+
+
+def test_an_oserror_about_another_file_is_not_blamed_on_the_data_dir(tmp_path: Path) -> None:
+    paths = Paths(tmp_path / "home")
+    assert unwritable_dir_message(FileNotFoundError(2, "No such file", "/elsewhere/dag.yaml"), paths) is None
+    assert unwritable_dir_message(ConnectionRefusedError(111, "Connection refused"), paths) is None
