@@ -18,14 +18,16 @@ from tests.integration.conftest import TOOLBOX, make_files
 pytestmark = pytest.mark.integration
 
 
-def concurrent(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def concurrent(
+    *args: str, cwd: Path, timeout: float = 300, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "concurrent_mlflow.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 
@@ -71,6 +73,37 @@ edges:
     assert cells == ["step", "2", "1", "0", "1"]  # node, partitions, FINISHED, RUNNING, FAILED
     missing = concurrent("runs", "show", "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "No DAG run 'nope'" in missing.stderr
+
+
+def failure_rows(output: str) -> list[list[str]]:
+    """The cells of each row of the "Failed partitions" table in `output` (wide enough not to fold)."""
+    table = output[output.index("Failed partitions") :]
+    rows = [line for line in table.splitlines() if line.startswith("│")]  # the header row is "┃"
+    return [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows]
+
+
+def test_a_failed_partition_is_named_by_its_exception_in_the_run_and_in_runs_show(
+    tracking_env: Path, tmp_path: Path
+) -> None:
+    dag = write_dag(
+        tmp_path,
+        """
+name: cli-crash
+nodes:
+  - {id: step, kind: project, project: "{toolbox}", entry_point: crash, partitions: 2, parameters: {on_partition: 1}}
+""",
+    )
+    result = concurrent("run", str(dag), "--no-progress", cwd=tmp_path, columns=400)
+    assert result.returncode == 1, result.stderr
+    ((node, partition, attempt, error, log, _),) = failure_rows(result.stderr)
+    assert (node, partition, attempt) == ("step", "1", "1")
+    assert error == "ValueError: bad row 17 in partition 1 (exit code 1)"  # not just "exit code 1"
+    assert "Traceback" in Path(log).read_text()
+
+    run_id = re.search(r"Run (\w+) of DAG 'cli-crash'", result.stdout).group(1)  # type: ignore[union-attr]
+    shown = concurrent("runs", "show", run_id, cwd=tmp_path, columns=400)
+    assert shown.returncode == 0, shown.stderr
+    assert failure_rows(shown.stdout) == failure_rows(result.stderr)
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tracking_env: Path, tmp_path: Path) -> None:
