@@ -105,6 +105,13 @@ nodes:
     assert shown.returncode == 0, shown.stderr
     assert failure_rows(shown.stdout) == failure_rows(result.stderr)
 
+    log_text = concurrent("logs", run_id, "step", "1", cwd=tmp_path)
+    assert log_text.returncode == 0 and "ValueError: bad row 17" in log_text.stdout
+    typo = concurrent("logs", run_id, "stpe", "1", cwd=tmp_path)
+    assert typo.returncode == 1 and f"Run {run_id} has no node 'stpe'; its nodes are step." in typo.stderr
+    beyond = concurrent("logs", run_id, "step", "2", cwd=tmp_path)
+    assert beyond.returncode == 1 and "has partitions 0 to 1; there is no partition 2" in beyond.stderr
+
 
 def test_unknown_parameter_is_refused_before_anything_runs(tracking_env: Path, tmp_path: Path) -> None:
     dag = write_dag(

@@ -10,7 +10,10 @@ from click.testing import CliRunner
 
 from concurrent_mlflow.cli import main
 from concurrent_mlflow.cli.base import unwritable_dir_message
+from concurrent_mlflow.cli.runs import check_task
+from concurrent_mlflow.errors import NotFoundError
 from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.store.queries import RunView, StageView
 
 
 def test_run_help_shows_the_options_of_running_a_dag() -> None:
@@ -129,3 +132,30 @@ def test_an_oserror_about_another_file_is_not_blamed_on_the_data_dir(tmp_path: P
     paths = Paths(tmp_path / "home")
     assert unwritable_dir_message(FileNotFoundError(2, "No such file", "/elsewhere/dag.yaml"), paths) is None
     assert unwritable_dir_message(ConnectionRefusedError(111, "Connection refused"), paths) is None
+
+
+def run_view_of(*stages: StageView) -> RunView:
+    return RunView("r1", "d", "failed", None, None, None, list(stages))
+
+
+def test_logs_of_an_unknown_node_or_partition_say_what_the_run_has() -> None:
+    view = run_view_of(
+        StageView("raw", "succeeded", 0),
+        StageView("step", "failed", 4),
+        StageView("report", "skipped", None),
+    )
+    check_task(view, "step", 3)
+    with pytest.raises(
+        NotFoundError, match=r"^Run r1 has no node 'stpe'; its nodes are raw, step, report\.$"
+    ):
+        check_task(view, "stpe", 0)
+    with pytest.raises(
+        NotFoundError, match=r"'step' of run r1 has partitions 0 to 3; there is no partition 4\."
+    ):
+        check_task(view, "step", 4)
+    with pytest.raises(
+        NotFoundError, match=r"'report' of run r1 has no partitions \(skipped\), so it has no logs"
+    ):
+        check_task(view, "report", 0)
+    with pytest.raises(NotFoundError, match=r"'raw' of run r1 has no partitions \(succeeded\)"):
+        check_task(view, "raw", 0)

@@ -16,8 +16,8 @@ from rich.table import Table
 from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overrides
 from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
-from concurrent_mlflow.errors import ConcurrentError
-from concurrent_mlflow.store.queries import FailedAttempt
+from concurrent_mlflow.errors import ConcurrentError, NotFoundError
+from concurrent_mlflow.store.queries import FailedAttempt, RunView
 from concurrent_mlflow.task_log import failure_reason
 
 MAX_FAILURES_SHOWN = 20
@@ -173,10 +173,31 @@ def _print_failures(
 @click.pass_obj
 def logs(obj: CliContext, run_id: str, node: str, partition: int, attempt: int | None, follow: bool) -> None:
     """Print the log of task NODE[PARTITION] of RUN_ID (stdout and stderr of its worker)."""
+    runs = backend(obj)
+    check_task(runs.view(run_id), node, partition)
     out = sys.stdout.buffer
-    for chunk in backend(obj).log(run_id, node, partition, attempt, follow):
+    for chunk in runs.log(run_id, node, partition, attempt, follow):
         out.write(chunk)
         out.flush()
+
+
+def check_task(view: RunView, node: str, partition: int) -> None:
+    """Refuse a node or partition the run does not have, saying which it has: a typo in `concurrent logs`
+    should not read as "no log yet"."""
+    stage = next((s for s in view.stages if s.node_id == node), None)
+    if stage is None:
+        nodes = ", ".join(s.node_id for s in view.stages) or "none yet"
+        raise NotFoundError(f"Run {view.id} has no node {node!r}; its nodes are {nodes}.")
+    if not stage.partitions:  # None: not planned (pending, skipped); 0: a source, or its planning failed
+        raise NotFoundError(
+            f"Node {node!r} of run {view.id} has no partitions ({stage.state}"
+            f"{': ' + stage.error if stage.error else ''}), so it has no logs."
+        )
+    if partition >= stage.partitions:
+        raise NotFoundError(
+            f"Node {node!r} of run {view.id} has partitions 0 to {stage.partitions - 1}; "
+            f"there is no partition {partition}."
+        )
 
 
 @click.group()
