@@ -63,6 +63,9 @@ def test_import_legacy_writes_a_valid_dag_and_reports_what_did_not_carry_over(tm
     result = CliRunner().invoke(main, ["dag", "import-legacy", str(LEGACY / "honeypot.json"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "lambda" in result.stderr and "could not be mapped" in result.stderr
+    assert "concurrent cluster add concurrent-prod --context concurrent-prod --namespace parallelsns\n" in (
+        result.stderr
+    )
     check = CliRunner().invoke(main, ["dag", "validate", "--no-projects", str(out)])
     assert check.exit_code == 0, check.output
 
