@@ -5,8 +5,8 @@ Legacy format: `{"node": [...], "edge": [{"source": id, "target": id}]}`. A node
 (`[{"key": k, "value": v}]`, a mapping or `"-P a=1 -P b=2"`), fans out over `parallelization` containers
 and lists `input`s: `existing_xform` (the artifacts of upstream node `source`), `infinsnap`, `infinslice`,
 `s3`, `gs` (`bucketname` + `pathInBucket` or `prefix`), `mlflow-run-artifacts` (`run_id`, `prefix`), `path`
-or `uri`; each split by `partition_params.partitioner` (custom: a Python `lambda`). `k8s_params`,
-`instanceType` and `runlocation` say where a node ran: no home here until our Kubernetes executor exists.
+or `uri`; each split by `partition_params.partitioner` (custom: a Python `lambda`). `k8s_params`
+(`kube_context`, `namespace`, dotted `resources.*`), `instanceType` and `runlocation` say where a node ran.
 
 Mapping: node -> `project` node (`transform#xform_path`, `version`/`git_commit`, `kwarg` -> `parameters`,
 `parallelization` -> `partitions`, name -> description; a valid id is kept, else the name or id is
@@ -14,7 +14,10 @@ slugified: lower-case, dashes, at most 40, unique). Upstream input or edge -> ed
 legacy input's `name`, else the upstream id. Data input -> one `source` node per distinct location and an
 edge (`infinslice` -> `incremental`). Partitioners: object -> file, directory -> directory, broadcast ->
 broadcast, custom -> custom if it names `module:function`, else file; none on a fanned-out node ->
-broadcast, since the original gave such an input whole to every container.
+broadcast, since the original gave such an input whole to every container. `k8s_params` -> `cluster` (one
+name per context and namespace, with the `concurrent cluster add` command that registers it), `resources`
+and an instance-type `node_selector` (see legacy_kubernetes). A misspelt field is reported with the
+nearest known one.
 
 What does not carry over becomes a `LegacyNote` in the report; nothing is dropped silently. A document that
 cannot become a graph (not an object, no node list, an edge to an unknown node, a cycle, a path climbing out
@@ -28,7 +31,7 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +39,13 @@ import yaml
 
 from concurrent_mlflow.dag import INPUT_NAME, NODE_ID, Dag, parse_dag
 from concurrent_mlflow.errors import DagValidationError, Problem
+from concurrent_mlflow.legacy_kubernetes import (
+    KubernetesSettings,
+    LegacyCluster,
+    cluster_name,
+    did_you_mean,
+    kubernetes_settings,
+)
 from concurrent_mlflow.project import is_git_uri, split_subdir
 
 Severity = Literal["info", "warning", "error"]
@@ -54,9 +64,8 @@ NODE_KEYS = {
 }
 INPUT_KEYS = {"name", "type", "source", "bucketname", "pathInBucket", "prefix", "path", "uri", "run_id"}
 INPUT_KEYS |= {"input_run_id", "time_spec", "partition_params"}
-_K8S = "is not carried over: Kubernetes settings wait for our kubernetes executor"
-UNSUPPORTED = {"k8s_params": _K8S, "instanceType": _K8S, "instance_type": _K8S, "runlocation": _K8S}
-UNSUPPORTED["positional"] = "is not carried over: MLprojects take named parameters (`kwarg`)"
+KUBERNETES_KEYS = {"k8s_params", "instanceType", "instance_type", "runlocation"}
+UNSUPPORTED = {"positional": "is not carried over: MLprojects take named parameters (`kwarg`)"}
 PARTITIONERS = {"object": "file", "directory": "directory", "broadcast": "broadcast"}
 BUCKET_SCHEMES = {"s3": "s3", "infinsnap": "s3", "infinslice": "s3", "gs": "gs", "gcs": "gs"}
 UPSTREAM_TYPES = {"existing_xform", "node", "upstream"}
@@ -82,6 +91,26 @@ class LegacyNote:
 class LegacyConversion:
     dag: Dag
     report: list[LegacyNote]
+    clusters: list[LegacyCluster] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        """Counts of what was mapped and what was not (every warning and error note is one legacy setting
+        not carried over as written), then the commands that register the clusters the nodes name."""
+        kinds = [node.kind for node in self.dag.nodes]
+        on_clusters = sum(1 for node in self.dag.nodes if getattr(node, "cluster", None))
+        unmapped = sum(1 for note in self.report if note.severity != "info")
+        lines = [
+            f"Mapped {kinds.count('project')} legacy node(s) to project nodes, {kinds.count('source')} data "
+            f"location(s) to source nodes and {len(self.dag.edges)} edge(s); {on_clusters} node(s) run on "
+            f"{len(self.clusters)} Kubernetes cluster(s).",
+            f"{unmapped} legacy setting(s) could not be mapped as written (the warnings and errors above); "
+            f"{len(self.report) - unmapped} note(s) on renames and choices.",
+        ]
+        return lines + [
+            f"Register cluster {c.name!r} before running (with --kubeconfig FILE if its context is not in "
+            f"your default kubeconfig): {c.command}"
+            for c in self.clusters
+        ]
 
 
 def convert_legacy(document: Mapping[str, Any], *, name: str) -> LegacyConversion:
@@ -89,7 +118,7 @@ def convert_legacy(document: Mapping[str, Any], *, name: str) -> LegacyConversio
     converter = _Converter()
     data = converter.convert(document, name)
     dag = parse_dag(yaml.safe_dump(data, sort_keys=False), f"Legacy DAG {name!r}")
-    return LegacyConversion(dag, converter.notes)
+    return LegacyConversion(dag, converter.notes, list(converter.clusters.values()))
 
 
 def load_legacy(path: Path, *, name: str | None = None) -> LegacyConversion:
@@ -119,6 +148,7 @@ class _Converter:
         self.nodes: list[dict[str, Any]] = []
         self.edges: list[dict[str, Any]] = []
         self.sources: dict[tuple[str, bool], str] = {}
+        self.clusters: dict[tuple[str | None, str | None], LegacyCluster] = {}
 
     def note(self, where: str, message: str, severity: Severity = "warning") -> None:
         self.notes.append(LegacyNote(where, message, severity))
@@ -198,15 +228,57 @@ class _Converter:
         partitions = self._partitions(raw.get("parallelization"), f"{where}.parallelization")
         self.partitions[node_id] = node["partitions"] = partitions
         for key, value in raw.items():
-            if key in UNSUPPORTED and isinstance(value, Mapping):
-                for sub, setting in value.items():
-                    self.note(f"{where}.{key}.{sub}", f"{setting!r} {UNSUPPORTED[key]}")
-            elif key in UNSUPPORTED and value not in (None, "", []):
+            if key in UNSUPPORTED and value not in (None, "", []):
                 self.note(f"{where}.{key}", f"{value!r} {UNSUPPORTED[key]}")
-            elif key not in NODE_KEYS and key not in UNSUPPORTED:
-                self.note(f"{where}.{key}", "unknown field, not carried over")
+            elif key not in NODE_KEYS | KUBERNETES_KEYS and key not in UNSUPPORTED:
+                self._unknown(f"{where}.{key}", key, sorted(NODE_KEYS | KUBERNETES_KEYS), "field")
+        self._kubernetes(where, raw, node)
         self._inputs(raw.get("input"), node_id, f"{where}.input")
         self.nodes.append(node)
+
+    def _unknown(self, where: str, key: str, known: list[str], what: str) -> None:
+        """Unknown: an error naming the nearest known one if it looks misspelt (its value is lost)."""
+        hint = did_you_mean(key, known)
+        self.note(where, f"unknown {what}, not carried over{hint}", "error" if hint else "warning")
+
+    def _kubernetes(self, where: str, raw: Mapping[str, Any], node: dict[str, Any]) -> None:
+        """`k8s_params` -> `cluster`, `resources`, `node_selector`; `instanceType`/`runlocation` only say
+        where the node ran, which its cluster now says."""
+        params = raw.get("k8s_params")
+        found = kubernetes_settings(params, f"{where}.k8s_params") if params else KubernetesSettings()
+        for note in found.notes:
+            self.note(*note)
+        if found.context or found.namespace:
+            node["cluster"] = self._cluster(found.context, found.namespace).name
+            if found.resources:
+                node["resources"] = found.resources
+            if found.node_selector:
+                node["node_selector"] = found.node_selector
+            mapped = ", ".join(f"{k}={v}" for k, v in {**found.resources, **found.node_selector}.items())
+            message = f"runs on cluster {node['cluster']!r}" + (f" with {mapped}" if mapped else "")
+            self.note(f"{where}.k8s_params", message, "info")
+        elif found.resources or found.node_selector:
+            why = "dropped: no kube_context or namespace names a cluster to run them on"
+            self.note(f"{where}.k8s_params", f"resources and instance type {why}", "error")
+        for key in ("instanceType", "instance_type", "runlocation"):
+            if raw.get(key) not in (None, "", []):
+                self._where_it_ran(f"{where}.{key}", raw[key], node.get("cluster"))
+
+    def _where_it_ran(self, where: str, value: Any, cluster: str | None) -> None:
+        if cluster:
+            self.note(where, f"{value!r}: the node runs on cluster {cluster!r}", "info")
+        else:
+            why = (
+                "no `k8s_params` kube_context or namespace names a cluster, so the node runs on this machine"
+            )
+            self.note(where, f"{value!r} is not carried over: {why}")
+
+    def _cluster(self, context: str | None, namespace: str | None) -> LegacyCluster:
+        """One cluster per distinct (context, namespace), named after the context."""
+        if (context, namespace) not in self.clusters:
+            name = cluster_name(context, namespace, {c.name for c in self.clusters.values()})
+            self.clusters[(context, namespace)] = LegacyCluster(name, context, namespace)
+        return self.clusters[(context, namespace)]
 
     def _project(self, where: str, raw: Mapping[str, Any]) -> dict[str, str]:
         transform, xform_path = raw.get("transform"), raw.get("xform_path")
@@ -284,7 +356,7 @@ class _Converter:
         for index, spec in enumerate(raw if isinstance(raw, list) else []):
             loc, spec = f"{where}[{index}]", spec if isinstance(spec, Mapping) else {"type": repr(spec)}
             for key in [key for key in spec if key not in INPUT_KEYS]:
-                self.note(f"{loc}.{key}", "unknown input field, not carried over")
+                self._unknown(f"{loc}.{key}", str(key), sorted(INPUT_KEYS), "input field")
             kind = str(spec.get("type", "")).strip().lower()
             if kind == "no-input-data":
                 self.note(loc, "`no-input-data` needs no edge", "info")

@@ -18,14 +18,16 @@ from tests.integration.conftest import TOOLBOX, make_files
 pytestmark = pytest.mark.integration
 
 
-def concurrent(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def concurrent(
+    *args: str, cwd: Path, timeout: float = 300, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "concurrent_mlflow.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
 
 
@@ -71,6 +73,44 @@ edges:
     assert cells == ["step", "2", "1", "0", "1"]  # node, partitions, FINISHED, RUNNING, FAILED
     missing = concurrent("runs", "show", "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "No DAG run 'nope'" in missing.stderr
+
+
+def failure_rows(output: str) -> list[list[str]]:
+    """The cells of each row of the "Failed partitions" table in `output` (wide enough not to fold)."""
+    table = output[output.index("Failed partitions") :]
+    rows = [line for line in table.splitlines() if line.startswith("│")]  # the header row is "┃"
+    return [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows]
+
+
+def test_a_failed_partition_is_named_by_its_exception_in_the_run_and_in_runs_show(
+    tracking_env: Path, tmp_path: Path
+) -> None:
+    dag = write_dag(
+        tmp_path,
+        """
+name: cli-crash
+nodes:
+  - {id: step, kind: project, project: "{toolbox}", entry_point: crash, partitions: 2, parameters: {on_partition: 1}}
+""",
+    )
+    result = concurrent("run", str(dag), "--no-progress", cwd=tmp_path, columns=400)
+    assert result.returncode == 1, result.stderr
+    ((node, partition, attempt, error, log, _),) = failure_rows(result.stderr)
+    assert (node, partition, attempt) == ("step", "1", "1")
+    assert error == "ValueError: bad row 17 in partition 1 (exit code 1)"  # not just "exit code 1"
+    assert "Traceback" in Path(log).read_text()
+
+    run_id = re.search(r"Run (\w+) of DAG 'cli-crash'", result.stdout).group(1)  # type: ignore[union-attr]
+    shown = concurrent("runs", "show", run_id, cwd=tmp_path, columns=400)
+    assert shown.returncode == 0, shown.stderr
+    assert failure_rows(shown.stdout) == failure_rows(result.stderr)
+
+    log_text = concurrent("logs", run_id, "step", "1", cwd=tmp_path)
+    assert log_text.returncode == 0 and "ValueError: bad row 17" in log_text.stdout
+    typo = concurrent("logs", run_id, "stpe", "1", cwd=tmp_path)
+    assert typo.returncode == 1 and f"Run {run_id} has no node 'stpe'; its nodes are step." in typo.stderr
+    beyond = concurrent("logs", run_id, "step", "2", cwd=tmp_path)
+    assert beyond.returncode == 1 and "has partitions 0 to 1; there is no partition 2" in beyond.stderr
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tracking_env: Path, tmp_path: Path) -> None:
@@ -188,3 +228,38 @@ def test_demo_runs_the_bundled_dag_end_to_end(tracking_env: Path, tmp_path: Path
     tasks = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'task'")
     nodes = sorted(r.data.tags["concurrent.node"] for r in tasks)
     assert nodes == ["ingest", "ingest", "preprocess", "preprocess", "report", "score", "score"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "args"),
+    [
+        ("CONCURRENT_HOME", ("runs", "list")),  # the local MLflow server's dir
+        ("CONCURRENT_HOME", ("cluster", "list")),  # the store
+        ("CONCURRENT_HOME", ("logs", "some-run", "node", "0")),
+        ("CONCURRENT_CACHE", ("dag", "validate", "dag.yaml")),  # a git project's checkout
+    ],
+)
+def test_an_unwritable_data_dir_is_one_line_naming_it_and_the_fix(
+    tmp_path: Path, setting: str, args: tuple[str, ...]
+) -> None:
+    # Tests run as root, whom chmod does not stop: a dir beneath a regular file cannot be made by anyone.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    (tmp_path / "dag.yaml").write_text(
+        'name: g\nnodes:\n  - {id: a, kind: project, project: "file:///nowhere/repo.git"}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CONCURRENT_"))}
+    env |= {"CONCURRENT_HOME": str(tmp_path / "home"), setting: str(blocker / "dir"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "concurrent_mlflow.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Cannot write to {setting} {blocker / 'dir'} (Not a directory")
+    assert line.endswith("to a writable directory.") and f"set {setting}" in line

@@ -9,6 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from concurrent_mlflow.cli import main
+from concurrent_mlflow.cli.base import unwritable_dir_message
+from concurrent_mlflow.cli.runs import check_task
+from concurrent_mlflow.errors import NotFoundError
+from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.store.queries import RunView, StageView
 
 
 def test_run_help_shows_the_options_of_running_a_dag() -> None:
@@ -58,6 +63,9 @@ def test_import_legacy_writes_a_valid_dag_and_reports_what_did_not_carry_over(tm
     result = CliRunner().invoke(main, ["dag", "import-legacy", str(LEGACY / "honeypot.json"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "lambda" in result.stderr and "could not be mapped" in result.stderr
+    assert "concurrent cluster add concurrent-prod --context concurrent-prod --namespace parallelsns\n" in (
+        result.stderr
+    )
     check = CliRunner().invoke(main, ["dag", "validate", "--no-projects", str(out)])
     assert check.exit_code == 0, check.output
 
@@ -101,3 +109,56 @@ def test_schedule_create_help_explains_the_seconds_field_and_overlap() -> None:
         "-P, --param",
     ):
         assert text in output, text
+
+
+def test_an_oserror_under_a_data_dir_names_the_dir_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CONCURRENT_STORE", raising=False)
+    monkeypatch.setenv("CONCURRENT_CACHE", str(tmp_path / "cache"))
+    paths = Paths(tmp_path / "home")
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "home" / "logs"))
+    assert unwritable_dir_message(denied, paths) == (
+        f"Cannot write to CONCURRENT_HOME {tmp_path / 'home'} (Permission denied at {tmp_path / 'home' / 'logs'})"
+        ": set CONCURRENT_HOME (or --home) to a writable directory."
+    )
+    nested = Paths(tmp_path / "parent" / "home")
+    parent = PermissionError(13, "Permission denied", str(tmp_path / "parent"))  # making the home's parent
+    assert "Cannot write to CONCURRENT_HOME" in str(unwritable_dir_message(parent, nested))
+    read_only = OSError(30, "Read-only file system", str(tmp_path / "cache" / "git"))
+    assert str(unwritable_dir_message(read_only, paths)).startswith(
+        f"Cannot write to CONCURRENT_CACHE {tmp_path / 'cache'} (Read-only file system"
+    )
+
+
+def test_an_oserror_about_another_file_is_not_blamed_on_the_data_dir(tmp_path: Path) -> None:
+    paths = Paths(tmp_path / "home")
+    assert unwritable_dir_message(FileNotFoundError(2, "No such file", "/elsewhere/dag.yaml"), paths) is None
+    assert unwritable_dir_message(ConnectionRefusedError(111, "Connection refused"), paths) is None
+
+
+def run_view_of(*stages: StageView) -> RunView:
+    return RunView("r1", "d", "failed", None, None, None, list(stages))
+
+
+def test_logs_of_an_unknown_node_or_partition_say_what_the_run_has() -> None:
+    view = run_view_of(
+        StageView("raw", "succeeded", 0),
+        StageView("step", "failed", 4),
+        StageView("report", "skipped", None),
+    )
+    check_task(view, "step", 3)
+    with pytest.raises(
+        NotFoundError, match=r"^Run r1 has no node 'stpe'; its nodes are raw, step, report\.$"
+    ):
+        check_task(view, "stpe", 0)
+    with pytest.raises(
+        NotFoundError, match=r"'step' of run r1 has partitions 0 to 3; there is no partition 4\."
+    ):
+        check_task(view, "step", 4)
+    with pytest.raises(
+        NotFoundError, match=r"'report' of run r1 has no partitions \(skipped\), so it has no logs"
+    ):
+        check_task(view, "report", 0)
+    with pytest.raises(NotFoundError, match=r"'raw' of run r1 has no partitions \(succeeded\)"):
+        check_task(view, "raw", 0)

@@ -299,13 +299,7 @@ def test_unmappable_fields_are_reported_with_their_location() -> None:
     conv = convert(
         node(
             "a",
-            k8s_params={
-                "namespace": "parallelsns",
-                "instance_type": "m5.xlarge",
-                "resources.requests.cpu": "500m",
-            },
-            instanceType="eks",
-            runlocation="k8s",
+            k8s_params={"namespace": "parallelsns", "shm_size": "1Gi"},
             positional=["x"],
             color="red",
             input=[upstream("b", partition_params={"partitioner": "object", "parallelization": 8})],
@@ -314,19 +308,14 @@ def test_unmappable_fields_are_reported_with_their_location() -> None:
         edges=({"source": "b", "target": "a", "label": "features"},),
     )
     assert notes(conv) == {
-        "node[0].k8s_params.namespace": "warning",
-        "node[0].k8s_params.instance_type": "warning",
-        "node[0].k8s_params.resources.requests.cpu": "warning",
-        "node[0].instanceType": "warning",
-        "node[0].runlocation": "warning",
+        "node[0].k8s_params.shm_size": "warning",
+        "node[0].k8s_params": "info",
         "node[0].positional": "warning",
         "node[0].color": "warning",
         "node[0].input[0].partition_params.parallelization": "warning",
         "edge[0].label": "warning",
     }
-    assert "'m5.xlarge' is not carried over" in next(
-        n.message for n in conv.report if n.where.endswith("instance_type")
-    )
+    assert "'1Gi' is not carried over" in next(n.message for n in conv.report if n.where.endswith("shm_size"))
 
 
 def test_a_version_without_a_git_project_is_dropped_and_reported() -> None:
@@ -495,4 +484,101 @@ def test_the_honeypot_sample_maps_as_documented() -> None:
     ]
     errors = [note.where for note in conv.report if note.severity == "error"]
     assert errors == ["node[0].input[0].partition_params.lambda"]
-    assert "node[1].k8s_params.resources.limits.nvidia.com/gpu" in notes(conv)
+    node2 = conv.dag.node("node2")
+    assert isinstance(node2, ProjectNode) and node2.resources is not None
+    assert (node1.cluster, node2.cluster, node2.resources.gpu) == ("concurrent-prod", "concurrent-prod", 1)
+
+
+# -- Kubernetes settings -----------------------------------------------------------------------------------
+
+
+def test_k8s_resources_become_the_node_resources() -> None:
+    conv = convert(
+        node(
+            "a",
+            k8s_params={
+                "kube_context": "prod",
+                "resources.requests.cpu": "500m",
+                "resources.limits.cpu": "2",
+                "resources": {"requests": {"memory": "4Gi"}},
+                "resources.limits.nvidia.com/gpu": "1",
+                "instance_type": "g5.xlarge",
+            },
+        )
+    )
+    a = conv.dag.node("a")
+    assert isinstance(a, ProjectNode) and a.resources is not None
+    assert (a.resources.cpu, a.resources.memory, a.resources.gpu) == ("2", "4Gi", 1)  # the limit wins
+    assert a.node_selector == {"node.kubernetes.io/instance-type": "g5.xlarge"}
+    assert notes(conv) == {"node[0].k8s_params.resources.limits.cpu": "info", "node[0].k8s_params": "info"}
+
+
+def test_each_context_and_namespace_is_one_cluster_with_the_command_that_registers_it() -> None:
+    conv = convert(
+        node("a", k8s_params={"kube_context": "arn:aws:eks:us-east-1:1:cluster/Prod", "namespace": "ml"}),
+        node("b", k8s_params={"kube_context": "arn:aws:eks:us-east-1:1:cluster/Prod", "namespace": "ml"}),
+        node("c", k8s_params={"kube_context": "arn:aws:eks:us-east-1:1:cluster/Prod", "namespace": "batch"}),
+        node("d", k8s_params={"namespace": "team"}, instanceType="gke", runlocation="k8s"),
+    )
+    prod = "arn-aws-eks-us-east-1-1-cluster-prod"
+    assert [n.cluster for n in conv.dag.nodes if isinstance(n, ProjectNode)] == [
+        prod,
+        prod,
+        f"{prod}-2",
+        "team",
+    ]
+    assert [c.command for c in conv.clusters] == [
+        f"concurrent cluster add {prod} --context arn:aws:eks:us-east-1:1:cluster/Prod --namespace ml",
+        f"concurrent cluster add {prod}-2 --context arn:aws:eks:us-east-1:1:cluster/Prod --namespace batch",
+        "concurrent cluster add team --namespace team",
+    ]
+    assert notes(conv)["node[3].instanceType"] == notes(conv)["node[3].runlocation"] == "info"
+    assert not any("kubernetes executor" in note.message for note in conv.report)
+
+
+def test_resources_without_a_cluster_are_dropped_and_said_so() -> None:
+    conv = convert(node("a", k8s_params={"resources.requests.cpu": "1"}, instanceType="eks"))
+    a = conv.dag.node("a")
+    assert isinstance(a, ProjectNode) and (a.cluster, a.resources) == (None, None)
+    assert notes(conv) == {"node[0].k8s_params": "error", "node[0].instanceType": "warning"}
+
+
+def test_a_bad_quantity_is_dropped_and_said_so() -> None:
+    conv = convert(node("a", k8s_params={"kube_context": "k", "resources.requests.memory": "lots"}))
+    a = conv.dag.node("a")
+    assert isinstance(a, ProjectNode) and a.resources is None and a.cluster == "k"
+    assert notes(conv)["node[0].k8s_params.resources.requests.memory"] == "error"
+
+
+# -- misspelt fields and the summary ----------------------------------------------------------------------
+
+
+def test_a_misspelt_field_names_the_field_it_probably_meant() -> None:
+    conv = convert(
+        node("a", parallelisation=4, color="red", input=[{"type": "s3", "bucketname": "b", "prefx": "p"}])
+    )
+    messages = {note.where: (note.severity, note.message) for note in conv.report}
+    assert messages["node[0].parallelisation"] == (
+        "error",
+        "unknown field, not carried over; did you mean 'parallelization'?",
+    )
+    assert messages["node[0].input[0].prefx"][1].endswith("did you mean 'prefix'?")
+    assert messages["node[0].color"] == ("warning", "unknown field, not carried over")  # nothing close
+
+
+def test_the_summary_counts_what_was_mapped_and_what_was_not() -> None:
+    conv = load_legacy(SAMPLES / "honeypot.json")
+    unmapped = [note for note in conv.report if note.severity != "info"]
+    assert [n.where for n in unmapped] == [
+        "node[0].input[0].time_spec",
+        "node[0].input[0].partition_params.lambda",
+    ]
+    assert conv.summary() == [
+        "Mapped 2 legacy node(s) to project nodes, 1 data location(s) to source nodes and 2 edge(s); "
+        "2 node(s) run on 1 Kubernetes cluster(s).",
+        "2 legacy setting(s) could not be mapped as written (the warnings and errors above); "
+        "4 note(s) on renames and choices.",
+        "Register cluster 'concurrent-prod' before running (with --kubeconfig FILE if its context is not in "
+        "your default kubeconfig): concurrent cluster add concurrent-prod --context concurrent-prod "
+        "--namespace parallelsns",
+    ]

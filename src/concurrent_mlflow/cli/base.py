@@ -44,14 +44,53 @@ def run_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | N
     return f"run {mlflow_run_id} in {tracking_uri} (open with: mlflow ui --backend-store-uri {tracking_uri})"
 
 
+def unwritable_dir_message(exc: OSError, paths: Paths) -> str | None:
+    """One line naming the data dir we could not write and the setting that moves it; None if `exc` is
+    about some other file (then it is not ours to explain and keeps its traceback).
+
+    Every local command creates files under these dirs first (the store, the local MLflow server, logs,
+    checkouts), so a read-only or misplaced dir would otherwise surface as a raw OSError from deep inside.
+    """
+    if exc.filename is None:
+        return None
+    failed = Path(os.fsdecode(exc.filename))
+    dirs = _data_dirs(paths)
+    inside = [(setting, root) for setting, root in dirs if failed.is_relative_to(root)]
+    making = [(setting, root) for setting, root in dirs if root.is_relative_to(failed)]  # a missing parent
+    if not inside + making:
+        return None
+    setting, root = (inside + making)[0]
+    detail = exc.strerror or type(exc).__name__
+    where = "" if failed == root else f" at {failed}"
+    fix = "CONCURRENT_HOME (or --home)" if setting == "CONCURRENT_HOME" else setting
+    return f"Cannot write to {setting} {root} ({detail}{where}): set {fix} to a writable directory."
+
+
+def _data_dirs(paths: Paths) -> list[tuple[str, Path]]:
+    """(setting, dir) of each place we write, most specific first, as the user would name it."""
+    dirs = []
+    if os.environ.get("CONCURRENT_CACHE"):
+        dirs.append(("CONCURRENT_CACHE", paths.cache))
+    store = os.environ.get("CONCURRENT_STORE", "")
+    if store and "://" not in store:
+        dirs.append(("CONCURRENT_STORE", Path(store).parent))
+    return [*dirs, ("CONCURRENT_HOME", paths.home)]
+
+
 class _MainGroup(click.Group):
-    """Turns our errors into a clean message and exit code 1 instead of a traceback."""
+    """Turns our errors, and a data dir we cannot write, into a clean message and exit code 1 instead of
+    a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ConcurrentError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            message = unwritable_dir_message(exc, ctx.obj.paths) if isinstance(ctx.obj, CliContext) else None
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
 
 
 @click.group(

@@ -56,8 +56,10 @@ def dag_schema() -> None:
 def dag_import_legacy(legacy_file: Path, name: str | None, output: Path | None) -> None:
     """Convert an original Concurrent for MLflow DAG (JSON: {"node": [...], "edge": [...]}) to our YAML.
 
-    Everything that does not carry over (Kubernetes settings, Python lambda partitioners, unknown input
-    types...) is listed in a report naming the legacy field; nothing is dropped silently. Exits 1 without
+    Everything that does not carry over (Python lambda partitioners, unknown input types...) is listed in
+    a report naming the legacy field; nothing is dropped silently. Kubernetes settings become a cluster
+    name, resources and a node selector; the report ends with the `concurrent cluster add` command that
+    registers each cluster. Exits 1 without
     writing anything if the document cannot become a valid DAG.
     """
     from concurrent_mlflow.legacy import load_legacy
@@ -72,5 +74,5 @@ def dag_import_legacy(legacy_file: Path, name: str | None, output: Path | None) 
     colours = {"info": "dim", "warning": "yellow", "error": "red"}
     for note in conversion.report:
         err.print(f"[{colours[note.severity]}]{note}[/]", markup=True, highlight=False)
-    errors = sum(1 for n in conversion.report if n.severity == "error")
-    err.print(f"{len(conversion.report)} note(s), {errors} of them about things that could not be mapped.")
+    for line in conversion.summary():
+        err.print(line, markup=False, highlight=False, soft_wrap=True)  # a command stays one line

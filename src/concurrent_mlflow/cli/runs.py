@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overrides
 from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
-from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.errors import ConcurrentError, NotFoundError
 from concurrent_mlflow.store.queries import FailedAttempt, RunView
+from concurrent_mlflow.task_log import failure_reason
+
+MAX_FAILURES_SHOWN = 20
 
 
 class _RunGroup(click.Group):
@@ -124,7 +129,7 @@ def _follow(runs: RunBackend, run_id: str, progress: bool, title: str) -> None:
         console.print(f"[green]Run {run_id} succeeded[/] in {elapsed:.1f}s. MLflow: {runs.link(view)}")
         return
     err.print(f"[red]Run {run_id} {state}[/] after {elapsed:.1f}s: {view.error or ''}")
-    _print_failures(runs, runs.failures(run_id), view)
+    _print_failures(err, run_id, runs.failures(run_id), lambda child: runs.link(view, child))
     err.print(f"Fix the cause, then: concurrent run retry {run_id}")
     sys.exit(1)
 
@@ -140,20 +145,23 @@ def _announce_link(runs: RunBackend, run_id: str, announced: bool) -> bool:
     return True
 
 
-def _print_failures(runs: RunBackend, failures: Sequence[FailedAttempt], view: RunView) -> None:
+def _print_failures(
+    out: Console, run_id: str, failures: Sequence[FailedAttempt], link: Callable[[str | None], str]
+) -> None:
+    """The failed partitions, each with why (the last exception in its log), where its log is and its
+    MLflow run: what a person needs to fix the cause before `concurrent run retry`."""
     if not failures:
         return
     table = Table(title="Failed partitions", show_lines=False)
     for column in ("node", "partition", "attempt", "error", "log", "MLflow run"):
         table.add_column(column, overflow="fold")
-    for f in failures[:20]:
-        log = f.log_path or f"concurrent logs {view.id} {f.node_id} {f.partition}"
-        table.add_row(
-            f.node_id, str(f.partition), str(f.attempt), f.error or "", log, runs.link(view, f.mlflow_run_id)
-        )
-    err.print(table)
-    if len(failures) > 20:
-        err.print(f"... and {len(failures) - 20} more failed partition(s)")
+    for f in failures[:MAX_FAILURES_SHOWN]:
+        log = f.log_path or f"concurrent logs {run_id} {f.node_id} {f.partition}"
+        error = failure_reason(f.error, f.log_path)
+        table.add_row(f.node_id, str(f.partition), str(f.attempt), error, log, link(f.mlflow_run_id))
+    out.print(table)
+    if len(failures) > MAX_FAILURES_SHOWN:
+        out.print(f"... and {len(failures) - MAX_FAILURES_SHOWN} more failed partition(s)")
 
 
 @click.command("logs")
@@ -165,10 +173,31 @@ def _print_failures(runs: RunBackend, failures: Sequence[FailedAttempt], view: R
 @click.pass_obj
 def logs(obj: CliContext, run_id: str, node: str, partition: int, attempt: int | None, follow: bool) -> None:
     """Print the log of task NODE[PARTITION] of RUN_ID (stdout and stderr of its worker)."""
+    runs = backend(obj)
+    check_task(runs.view(run_id), node, partition)
     out = sys.stdout.buffer
-    for chunk in backend(obj).log(run_id, node, partition, attempt, follow):
+    for chunk in runs.log(run_id, node, partition, attempt, follow):
         out.write(chunk)
         out.flush()
+
+
+def check_task(view: RunView, node: str, partition: int) -> None:
+    """Refuse a node or partition the run does not have, saying which it has: a typo in `concurrent logs`
+    should not read as "no log yet"."""
+    stage = next((s for s in view.stages if s.node_id == node), None)
+    if stage is None:
+        nodes = ", ".join(s.node_id for s in view.stages) or "none yet"
+        raise NotFoundError(f"Run {view.id} has no node {node!r}; its nodes are {nodes}.")
+    if not stage.partitions:  # None: not planned (pending, skipped); 0: a source, or its planning failed
+        raise NotFoundError(
+            f"Node {node!r} of run {view.id} has no partitions ({stage.state}"
+            f"{': ' + stage.error if stage.error else ''}), so it has no logs."
+        )
+    if partition >= stage.partitions:
+        raise NotFoundError(
+            f"Node {node!r} of run {view.id} has partitions 0 to {stage.partitions - 1}; "
+            f"there is no partition {partition}."
+        )
 
 
 @click.group()
@@ -236,14 +265,7 @@ def runs_show(obj: CliContext, run_id: str) -> None:
             f"No DAG run {run_id!r} in MLflow at {tracking.tracking_uri}; "
             "`concurrent runs list` shows the known runs."
         )
-    latest: dict[tuple[str, int], Any] = {}
-    for child in tracking.children(parent):
-        tags = child.data.tags
-        key = (tags.get(f"{TAG_PREFIX}node", "?"), int(tags.get(f"{TAG_PREFIX}partition", "0")))
-        if key not in latest or int(tags.get(f"{TAG_PREFIX}attempt", "1")) > int(
-            latest[key].data.tags.get(f"{TAG_PREFIX}attempt", "1")
-        ):
-            latest[key] = child
+    latest = _latest_children(tracking.children(parent))
     counts: dict[str, dict[str, int]] = {}
     for (node, _), child in latest.items():
         counts.setdefault(node, {}).setdefault(child.info.status, 0)
@@ -260,6 +282,50 @@ def runs_show(obj: CliContext, run_id: str) -> None:
             *(str(by_status.get(s, 0)) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED")),
         )
     console.print(table)
+    failures = _local_failures(obj, run_id) or _mlflow_failures(latest)
+    _print_failures(
+        console, run_id, failures, partial(run_url, tracking.tracking_uri, parent.info.experiment_id)
+    )
+
+
+def _latest_children(children: list[Any]) -> dict[tuple[str, int], Any]:
+    """The child run of each (node, partition)'s latest attempt."""
+    from concurrent_mlflow.tracking import TAG_PREFIX
+
+    latest: dict[tuple[str, int], Any] = {}
+    for child in sorted(children, key=lambda c: int(c.data.tags.get(f"{TAG_PREFIX}attempt", "1"))):
+        tags = child.data.tags
+        latest[(tags.get(f"{TAG_PREFIX}node", "?"), int(tags.get(f"{TAG_PREFIX}partition", "0")))] = child
+    return latest
+
+
+def _mlflow_failures(latest: dict[tuple[str, int], Any]) -> list[FailedAttempt]:
+    """Failed partitions as MLflow records them, for a run this machine's store does not hold (no error
+    text or log path there: `concurrent logs` or the child run's artifacts have the log)."""
+    from concurrent_mlflow.tracking import TAG_PREFIX
+
+    return [
+        FailedAttempt(
+            node, partition, int(c.data.tags.get(f"{TAG_PREFIX}attempt", "1")), None, None, c.info.run_id
+        )
+        for (node, partition), c in sorted(latest.items())
+        if c.info.status == "FAILED"
+    ]
+
+
+def _local_failures(obj: CliContext, run_id: str) -> list[FailedAttempt]:
+    """The failed partitions this machine's store knows of (none if it never ran here: MLflow has no logs)."""
+    from concurrent_mlflow.store import open_store
+    from concurrent_mlflow.store.queries import failed_attempts
+
+    url = obj.paths.store_url
+    if "://" not in url and not Path(url).exists():
+        return []  # never create a store just to read it
+    store = open_store(url)
+    try:
+        return failed_attempts(store, run_id)
+    finally:
+        store.close()
 
 
 def _show_remote(obj: CliContext, run_id: str) -> None:
@@ -282,3 +348,4 @@ def _show_remote(obj: CliContext, run_id: str) -> None:
         )
         table.add_row(stage.node_id, stage.state, str(stage.partitions or 0), *map(str, counts))
     console.print(table)
+    _print_failures(console, run_id, runs.failures(run_id), lambda child: runs.link(view, child))
