@@ -86,7 +86,9 @@ class ExecutionPolicy:
         _raise(self.node_paths(node, base_dir) + self.node_execution(dag, node), f"Node {node.id!r}")
 
     def check_base_dir(self, base_dir: Path) -> None:
-        problem = self._path_problem(base_dir, str(base_dir))
+        """A run's base_dir is never listed, only joined with paths checked on their own: it may hold the
+        data dir, as a work dir often does, but must lie under a root."""
+        problem = self._path_problem(base_dir, str(base_dir), listed=False)
         _raise([Problem("base_dir", problem)] if problem else [], "The run's base_dir")
 
     def check_project_uri(self, uri: str, base_dir: Path) -> None:
@@ -158,21 +160,25 @@ class ExecutionPolicy:
             return f"{uri!r} is not a usable path ({exc}); {FIX}"
         return None if path is None else self._path_problem(path, uri)
 
-    def _path_problem(self, path: Path, value: str) -> str | None:
-        """Why `path` (as the user wrote `value`) may not be read; None if it may. Quotes only `value`."""
+    def _path_problem(self, path: Path, value: str, listed: bool = True) -> str | None:
+        """Why `path` (as the user wrote `value`) may not be read; None if it may. Quotes only `value`, and
+        says the same whether the path exists or not. A `listed` path may not even hold a private one."""
         if not self.restricted:
             return None
         try:
             real = _real(path)
         except (OSError, ValueError) as exc:
             return f"{value!r} is not a usable path ({exc}); {FIX}"
-        if self._allowed(real):
+        if self._allowed(real, listed):
             return None
-        return f"{value!r} is a local path outside what this server allows ({self.describe()}); {FIX}"
+        return (
+            f"{value!r} is not a local path this server allows ({self.describe()}, never the server's own "
+            f"data dir nor a directory holding it); {FIX}"
+        )
 
-    def _allowed(self, real: Path) -> bool:
+    def _allowed(self, real: Path, listed: bool = True) -> bool:
         assert self.roots is not None
-        if any(real.is_relative_to(p) or p.is_relative_to(real) for p in self.private):
+        if any(real.is_relative_to(p) or (listed and p.is_relative_to(real)) for p in self.private):
             return False
         return any(real.is_relative_to(root) for root in self.roots)
 

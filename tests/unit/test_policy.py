@@ -109,6 +109,7 @@ def test_project_paths_git_file_uris_and_inference_models(layout: dict[str, Path
 def test_base_dir_must_lie_under_a_root(layout: dict[str, Path]) -> None:
     policy = server_policy(layout)
     policy.check_base_dir(layout["root"] / "data")
+    policy.check_base_dir(layout["root"])  # holds the data dir, but is never listed itself
     for base_dir in (layout["outside"], layout["root"] / "escape", layout["home"], Path("/")):
         with pytest.raises(PolicyError, match="base_dir"):
             policy.check_base_dir(base_dir)
