@@ -18,7 +18,8 @@ ConcurrentError                 base: a message that says what was wrong, where,
 │   └── ScheduleNotFoundError   no schedule with that id
 ├── ConflictError               the request clashes with what is stored (a name taken, a run still going)
 ├── AuthenticationError         no valid bearer token
-└── PermissionDeniedError       the token's user lacks the role the action needs
+├── PermissionDeniedError       the token's user lacks the role the action needs
+└── PolicyError                 the server's execution policy refuses a path or a local task (names each)
 """
 
 from __future__ import annotations
@@ -117,3 +118,12 @@ class AuthenticationError(ConcurrentError):
 
 class PermissionDeniedError(ConcurrentError):
     pass
+
+
+class PolicyError(ConcurrentError):
+    """What the server's execution policy refuses: one Problem per field (`nodes.raw.uri`, `base_dir`)."""
+
+    def __init__(self, problems: list[Problem], source: str = "The request") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} is refused by this server's execution policy:\n{lines}")

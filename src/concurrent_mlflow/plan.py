@@ -45,6 +45,7 @@ def list_source(
     base_dir: Path,
     modified_after: datetime | None = None,
     modified_before: datetime | None = None,
+    check_link: Callable[[Path], None] | None = None,
 ) -> list[InputItem]:
     return sources.list_source(
         node.uri,
@@ -52,6 +53,7 @@ def list_source(
         pattern=node.pattern,
         modified_after=modified_after,
         modified_before=modified_before,
+        check_link=check_link,
     )
 
 

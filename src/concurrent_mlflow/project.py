@@ -95,6 +95,17 @@ def split_subdir(uri: str) -> tuple[str, str]:
     return repo, subdir.strip("/")
 
 
+def local_project_path(uri: str, base_dir: Path) -> Path | None:
+    """The local directory a project URI names, or the repository of a `file://` git URI (relative to
+    `base_dir`, `~` expanded, links not yet resolved); None for a git URI reached over the network."""
+    if is_git_uri(uri):
+        repo, _ = split_subdir(uri)
+        parts = urllib.parse.urlsplit(repo)
+        return Path(urllib.parse.unquote(parts.path)) if parts.scheme.lower() == "file" else None
+    raw = urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if uri.startswith("file:") else uri
+    return base_dir / Path(raw).expanduser()
+
+
 def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir: Path) -> ResolvedProject:
     """Make the project at `uri` (git, or a path relative to `base_dir`) available locally and read it."""
     if is_git_uri(uri):
@@ -154,9 +165,10 @@ def _resolve_local(uri: str, version: str | None, base_dir: Path) -> Path:
             f"project {uri!r} is a local path but has version {version!r}; version is only meaningful for "
             "git projects: remove it, or give a git URI such as https://host/repo.git#subdir"
         )
-    raw = urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if uri.startswith("file:") else uri
     try:
-        path = (base_dir / Path(raw).expanduser()).resolve()
+        named = local_project_path(uri, base_dir)
+        assert named is not None
+        path = named.resolve()
         is_dir = path.is_dir()
     except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop: no such directory either
         raise ProjectError(f"project {uri!r} is not a usable directory path: {exc}") from exc

@@ -111,18 +111,21 @@ def list_source(
     pattern: str | None = None,
     modified_after: datetime | None = None,
     modified_before: datetime | None = None,
+    check_link: Callable[[Path], None] | None = None,
 ) -> list[InputItem]:
     """Every file under `uri` (or `uri` itself if it is a file), sorted by relpath.
 
     `pattern` is an fnmatch glob tried against the relpath and the file name ('**/' may also match nothing);
     the time window keeps files with `modified_after <= mtime < modified_before` (naive datetimes are UTC).
     A location with no files at all is an error; filters that leave nothing return an empty list.
+    `check_link` is called on every symbolic link met inside a local directory before it is followed (a
+    server's execution policy raises there when a link leads out of the directories it allows).
     """
     window = _window(uri, modified_after, modified_before)
     if uri.startswith(MLFLOW_SCHEMES):
         found = _list_mlflow(uri)
     else:
-        found = _list_local(uri, base_dir) if _is_local(uri) else _list_fsspec(uri)
+        found = _list_local(uri, base_dir, check_link) if _is_local(uri) else _list_fsspec(uri)
     if not found:
         raise SourceError(f"Source {uri!r} does not exist or is empty: no files found under it.")
     matches = _matcher(pattern)
@@ -149,6 +152,14 @@ def open_filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, str(path)
 
 
+def local_path(uri: str, base_dir: Path) -> Path | None:
+    """The path a local source `uri` names (relative to `base_dir`, `~` expanded, links not yet resolved);
+    None for an MLflow or remote URI. The one place that decides which source URIs are local files."""
+    if uri.startswith(MLFLOW_SCHEMES) or not _is_local(uri):
+        return None
+    return base_dir / _local_file(uri).expanduser()
+
+
 def _is_local(uri: str) -> bool:
     protocol, _ = fsspec.core.split_protocol(uri)
     return protocol in (None, "file", "local")
@@ -161,8 +172,10 @@ def _local_file(uri: str) -> Path:
     return Path(path)
 
 
-def _list_local(uri: str, base_dir: Path) -> list[_Found]:
-    root = (base_dir / _local_file(uri).expanduser()).resolve()
+def _list_local(uri: str, base_dir: Path, check_link: Callable[[Path], None] | None) -> list[_Found]:
+    named = local_path(uri, base_dir)
+    assert named is not None
+    root = named.resolve()
     try:
         info = root.stat()
     except FileNotFoundError:
@@ -173,13 +186,13 @@ def _list_local(uri: str, base_dir: Path) -> list[_Found]:
     except OSError as exc:
         raise SourceError(f"Cannot read source {uri!r} at {root}: {exc.strerror}.") from exc
     if stat.S_ISDIR(info.st_mode):
-        return _scan(uri, root)
+        return _scan(uri, root, check_link)
     if not stat.S_ISREG(info.st_mode):
         raise SourceError(f"Source {uri!r} ({root}) is neither a regular file nor a directory.")
     return [_Found(str(root), root.name, info.st_size, info.st_mtime)]
 
 
-def _scan(uri: str, root: Path) -> list[_Found]:
+def _scan(uri: str, root: Path, check_link: Callable[[Path], None] | None) -> list[_Found]:
     """Walk `root` with os.scandir (one stat per file), following links except those that loop."""
     found: list[_Found] = []
     root_stat = root.stat()
@@ -189,6 +202,8 @@ def _scan(uri: str, root: Path) -> list[_Found]:
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
+                    if check_link is not None and entry.is_symlink():
+                        check_link(Path(entry.path))
                     _visit(entry, prefix, ancestors, found, stack)
         except OSError as exc:
             raise SourceError(

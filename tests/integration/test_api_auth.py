@@ -85,7 +85,9 @@ def full_logs(plane: ControlPlane) -> str:
 @pytest.fixture(scope="module")
 def world(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("api-auth")
-    plane = ControlPlane.under(root, mlflow_server.url, "--auth")
+    # DAGs here name local paths (the work dir, the toolbox project) and run locally: the operator allows it.
+    roots = ["--allow-local-root", str(root), "--allow-local-root", str(TOOLBOX)]
+    plane = ControlPlane.under(root, mlflow_server.url, "--auth", *roots, "--allow-local-execution")
     try:
         plane.start()
         with ThreadPoolExecutor(max_workers=len(USERS)) as pool:

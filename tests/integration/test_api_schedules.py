@@ -240,7 +240,9 @@ def test_bad_requests_are_refused_with_a_problem_naming_the_field(api: httpx.Cli
 def test_editors_manage_schedules_and_readers_only_see_them(
     mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    plane = ControlPlane.under(tmp_path_factory.mktemp("api-schedules-auth"), mlflow_server.url, "--auth")
+    root = tmp_path_factory.mktemp("api-schedules-auth")
+    roots = ["--allow-local-root", str(root), "--allow-local-root", str(TOOLBOX)]
+    plane = ControlPlane.under(root, mlflow_server.url, "--auth", *roots, "--allow-local-execution")
     try:
         plane.start()
         store = open_store(plane.store_url)

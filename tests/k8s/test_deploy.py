@@ -318,6 +318,8 @@ def test_the_deployment_runs_a_command_and_probes_a_path_that_exist() -> None:
     assert command[:2] == ["concurrent", "server"] and "concurrent" in scripts
     params = server_command.make_context("server", command[2:]).params  # the real CLI parses it
     assert params["host"] == "0.0.0.0" and params["auth"] is True
+    # Production runs user code on Kubernetes only: no local paths, no local tasks (README "Security model").
+    assert params["local_roots"] == () and params["allow_local_execution"] is False
     (port,) = container["ports"]
     assert port["containerPort"] == params["port"] == 8765
 

@@ -220,7 +220,8 @@ def test_schedules_are_created_paused_resumed_and_deleted(page: Page, plane: Con
 def test_a_server_with_auth_asks_for_a_token_and_refuses_a_wrong_one(
     page: Page, mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
-    with started(ControlPlane.under(tmp_path, mlflow_server.url, "--auth")) as secured:
+    roots = ["--allow-local-root", str(tmp_path), "--allow-local-root", str(TOOLBOX)]
+    with started(ControlPlane.under(tmp_path, mlflow_server.url, "--auth", *roots)) as secured:
         token = secured.cli("token", "create", "ui-user").strip()
         with secured.client(token) as api:
             assert api.post("/dags", json={"yaml": small_dag("auth-dag")}).status_code == 201

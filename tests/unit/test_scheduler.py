@@ -20,6 +20,7 @@ from sqlalchemy import delete
 from concurrent_mlflow.cron import parse_cron
 from concurrent_mlflow.engine.scheduler import EPOCH, fire_due, stored_dag_starter
 from concurrent_mlflow.errors import ScheduleNotFoundError, ScheduleValidationError
+from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.store import RunRow, TaskState, catalog, open_store
 from concurrent_mlflow.store import schedules as stored
 from concurrent_mlflow.store import transitions as tx
@@ -276,7 +277,9 @@ def test_a_deleted_dag_or_stale_overrides_are_recorded_and_other_schedules_still
         user="tester",
         create=False,
     )
-    start = stored_dag_starter(store, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    start = stored_dag_starter(
+        store, base_dir=tmp_path, cache_dir=tmp_path / "cache", policy=ExecutionPolicy()
+    )
 
     outcomes = {o.schedule_id: o for o in fire_due(store, T0 + MINUTE, start)}
 

@@ -31,6 +31,24 @@ from concurrent_mlflow.cli.base import CliContext, console
     "--max-parallel", type=click.IntRange(1), default=None, help="Local tasks at once [default: CPUs]."
 )
 @click.option(
+    "--allow-local-root",
+    "local_roots",
+    multiple=True,
+    envvar="CONCURRENT_LOCAL_ROOTS",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A directory DAGs may name local paths under (sources, projects, base_dir); repeatable, or "
+    "CONCURRENT_LOCAL_ROOTS (os.pathsep-separated). The data dir stays unreadable even under one. "
+    "[default: none with auth on; any path with auth off and no root given]",
+)
+@click.option(
+    "--allow-local-execution",
+    is_flag=True,
+    envvar="CONCURRENT_ALLOW_LOCAL_EXECUTION",
+    help="With auth on, run project and inference nodes that name no cluster on this machine, as this "
+    "server's user (they can read what it reads) [default: off with auth on, so they must name a "
+    "cluster; always on with auth off].",
+)
+@click.option(
     "--lease-seconds",
     type=click.FloatRange(1, 3600),
     default=15.0,
@@ -45,6 +63,8 @@ def server(
     auth: bool | None,
     work_dir: Path | None,
     max_parallel: int | None,
+    local_roots: tuple[Path, ...],
+    allow_local_execution: bool,
     lease_seconds: float,
 ) -> None:
     """Serve the web UI (/) and the REST API (/api/v1, OpenAPI at /api/v1/openapi.json), with the engine.
@@ -53,6 +73,10 @@ def server(
     data dir. Several servers may share one PostgreSQL store: one drives the engine, all serve the API.
     Without MLFLOW_TRACKING_URI a local MLflow server is started, and stopped again on exit if this
     command started it.
+
+    With auth on, DAGs may name local paths only under --allow-local-root directories (git and object
+    store URIs always work) and their tasks must run on Kubernetes unless --allow-local-execution is
+    given; see "Security model" in the README.
     """
     import logging
 
@@ -68,6 +92,8 @@ def server(
         work_dir=(work_dir or Path.cwd()).resolve(),
         max_parallel=max_parallel,
         lease_seconds=lease_seconds,
+        local_roots=tuple(root.expanduser().resolve() for root in local_roots),
+        allow_local_execution=allow_local_execution,
     )
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it: with the default handler the process
     # would die there, before the `finally` below stops the MLflow server this command started.

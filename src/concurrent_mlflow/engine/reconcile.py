@@ -31,6 +31,7 @@ from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.plan import list_source, plan_stage
+from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
@@ -51,6 +52,8 @@ class EngineSettings:
     dispatch_batch: int = 256  # launches per run per pass, so a pass (and the server's lease) stays short
     mlflow_threads: int = 8  # launches and endings in flight at once: each is a few MLflow round trips
     stage_batch: int = 100_000  # partitions handed to Kubernetes in one pass (one Job per cluster)
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    """A server's execution policy, checked again before a node is listed or planned."""
 
 
 def new_run(
@@ -371,6 +374,8 @@ class Engine:
     def _plan(self, run: RunRow, dag: Dag, node_id: str, partitions: Mapping[str, int]) -> None:
         node = dag.node(node_id)
         try:
+            # The run may have been stored before the policy changed: check again before reading anything.
+            self.settings.policy.check_node(dag, node, Path(run.base_dir))
             if isinstance(node, SourceNode):
                 self._outputs_of(run, node_id)
                 tx.plan_stage(self.store, run.id, node_id, [])
@@ -399,7 +404,8 @@ class Engine:
             node = self._dag(run.id).node(node_id)
             if isinstance(node, SourceNode):
                 window = (run.window_start, run.window_end) if node.incremental else (None, None)
-                self._outputs[key] = list_source(node, Path(run.base_dir), *window)
+                check = self.settings.policy.link_check(f"nodes.{node_id}.uri")
+                self._outputs[key] = list_source(node, Path(run.base_dir), *window, check_link=check)
             else:
                 stage = next(s for s in reads.stages(self.store, run.id) if s.node_id == node_id)
                 self._outputs[key] = [

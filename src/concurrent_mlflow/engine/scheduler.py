@@ -34,6 +34,7 @@ from typing import Literal
 
 from concurrent_mlflow.cron import Cron
 from concurrent_mlflow.engine.start import start_stored_run
+from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.store import Store
 from concurrent_mlflow.store import schedules as stored
 from concurrent_mlflow.store.models import ScheduleRow
@@ -95,9 +96,10 @@ def fire_one(store: Store, schedule: ScheduleRow, now: datetime, start_run: Star
     return _fire(store, schedule, tick, next_fire_at, start_run)
 
 
-def stored_dag_starter(store: Store, *, base_dir: Path, cache_dir: Path) -> StartRun:
+def stored_dag_starter(store: Store, *, base_dir: Path, cache_dir: Path, policy: ExecutionPolicy) -> StartRun:
     """The server's `StartRun`: the newest version of the schedule's DAG, checked as `POST /runs` checks
-    it, with relative paths resolved against `base_dir` (the server's work dir)."""
+    it (the server's execution policy included), with relative paths resolved against `base_dir` (the
+    server's work dir)."""
 
     def start(schedule: ScheduleRow, window: tuple[datetime, datetime]) -> str:
         return start_stored_run(
@@ -106,6 +108,7 @@ def stored_dag_starter(store: Store, *, base_dir: Path, cache_dir: Path) -> Star
             overrides=schedule.overrides,
             base_dir=base_dir,
             cache_dir=cache_dir,
+            policy=policy,
             created_by=schedule.created_by,
             schedule_id=schedule.id,
             window=window,

@@ -5,7 +5,8 @@ DAG run made back to that DAG run in our UI.
 MLflow's UI is a prebuilt React bundle, so the entry and the links are added by a small script (nav.js) that
 this app puts into MLflow's index.html. The engine tracks to this very server (http://127.0.0.1:<port>),
 unless CONCURRENT_TRACKING_URI names another URL for it; CONCURRENT_HOME, CONCURRENT_STORE and
-CONCURRENT_WORK_DIR (default: the current dir) mean what they mean for `concurrent server`.
+CONCURRENT_WORK_DIR (default: the current dir) mean what they mean for `concurrent server`, and so do
+CONCURRENT_LOCAL_ROOTS and CONCURRENT_ALLOW_LOCAL_EXECUTION (its --allow-local-root/-execution).
 Under uvicorn's default of 4 workers every worker serves the API and one drives the engine (the store's
 lease); with the default SQLite store prefer `--workers 1`.
 """
@@ -25,6 +26,7 @@ from starlette.responses import FileResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from concurrent_mlflow.policy import local_execution_from_env, roots_from_env
 from concurrent_mlflow.server.app import build
 from concurrent_mlflow.server.context import ServerSettings
 from concurrent_mlflow.settings import Paths
@@ -46,7 +48,14 @@ def create_app() -> Starlette:
     work_dir = Path(os.environ.get("CONCURRENT_WORK_DIR") or Path.cwd()).resolve()
     paths = Paths.from_env()
     # Links to run pages stay on the origin the browser uses for this server (not 127.0.0.1).
-    settings = ServerSettings(host=host, port=port, work_dir=work_dir, mlflow_ui=None if elsewhere else "")
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        work_dir=work_dir,
+        mlflow_ui=None if elsewhere else "",
+        local_roots=roots_from_env(),
+        allow_local_execution=local_execution_from_env(),
+    )
     ours, _context = build(settings, paths, paths.store_url, tracking_uri)
 
     @asynccontextmanager

@@ -26,7 +26,7 @@ from concurrent_mlflow.server.body_limit import BodyLimit
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
 from concurrent_mlflow.server.loop import EngineLoop
 from concurrent_mlflow.server.routes import clusters, dags, meta, projects, runs, schedules
-from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.settings import Paths, make_private
 from concurrent_mlflow.store import open_store
 from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.models import utcnow
@@ -89,19 +89,23 @@ def build(
     engine: bool = True,
     executor: Executor | None = None,
 ) -> tuple[FastAPI, ServerContext]:
+    make_private(paths)
     store = open_store(store_url)
     tracking = Tracking(tracking_uri)
     executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
     server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    context = ServerContext(store, tracking, executor, settings, paths, server_id)
+    policy = settings.policy(paths)
+    log.info("execution policy: %s; local tasks %s", policy.describe(), _allowed(policy.local_execution))
+    context = ServerContext(store, tracking, executor, settings, paths, server_id, policy)
     loop = None
     if engine:
         engine_settings = EngineSettings(
             cache_dir=paths.cache,
             max_parallel=settings.max_parallel or os.cpu_count() or 1,
             poll_interval=0.5,
+            policy=policy,
         )
-        starter = stored_dag_starter(store, base_dir=settings.work_dir, cache_dir=paths.cache)
+        starter = stored_dag_starter(store, base_dir=settings.work_dir, cache_dir=paths.cache, policy=policy)
 
         def fire_schedules() -> None:
             assert loop is not None
@@ -121,6 +125,10 @@ def build(
             extra_pass=fire_schedules,
         )
     return create_app(context, loop), context
+
+
+def _allowed(allowed: bool) -> str:
+    return "allowed" if allowed else "refused (nodes must name a cluster)"
 
 
 def serve(settings: ServerSettings, paths: Paths, store_url: str, tracking_uri: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from concurrent_mlflow.executors.base import Executor
+from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.settings import Paths, is_loopback
 from concurrent_mlflow.store import Store
 from concurrent_mlflow.tracking import Tracking, ui_url
@@ -25,10 +26,23 @@ class ServerSettings:
     lease_seconds: float = 15.0
     mlflow_ui: str | None = None
     """Where browsers open MLflow's run pages; None: the tracking URI. '' inside MLflow's own server."""
+    local_roots: tuple[Path, ...] = ()
+    """Directories DAGs may name local paths under (`--allow-local-root`); none: see `policy`."""
+    allow_local_execution: bool = False
+    """Run project/inference nodes on this machine with auth on (`--allow-local-execution`)."""
 
     @property
     def auth_enabled(self) -> bool:
         return self.auth if self.auth is not None else not is_loopback(self.host)
+
+    def policy(self, paths: Paths) -> ExecutionPolicy:
+        """What DAGs may read and where their tasks may run; unrestricted only with auth off and no roots."""
+        return ExecutionPolicy.for_server(
+            auth=self.auth_enabled,
+            roots=self.local_roots,
+            local_execution=self.allow_local_execution,
+            private=paths.private(),
+        )
 
 
 @dataclass
@@ -39,6 +53,7 @@ class ServerContext:
     settings: ServerSettings
     paths: Paths
     server_id: str
+    policy: ExecutionPolicy
 
     def mlflow_link(self, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
         """The MLflow UI page of a run, for our API's answers and the UI's links."""

@@ -20,6 +20,7 @@ from concurrent_mlflow.errors import (
     DagValidationError,
     NotFoundError,
     PermissionDeniedError,
+    PolicyError,
     ProjectError,
     ScheduleValidationError,
     SecretKeyError,
@@ -34,6 +35,7 @@ PROBLEM_TYPE = "https://concurrent-mlflow.invalid/problems/"
 STATUS: list[tuple[type[ConcurrentError], int, str, str]] = [
     (AuthenticationError, 401, "unauthenticated", "Authentication required"),
     (PermissionDeniedError, 403, "forbidden", "Not allowed"),
+    (PolicyError, 403, "execution-policy", "Refused by the execution policy"),
     (NotFoundError, 404, "not-found", "Not found"),
     (ConflictError, 409, "conflict", "Conflict"),
     (ScheduleValidationError, 422, "invalid-schedule", "Invalid schedule"),
@@ -73,7 +75,7 @@ def _concurrent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ConcurrentError)
     status, slug, title = next((s, g, t) for cls, s, g, t in STATUS if isinstance(exc, cls))
     extra: dict[str, Any] = {}
-    if isinstance(exc, DagValidationError):
+    if isinstance(exc, DagValidationError | PolicyError):
         extra["errors"] = [{"location": p.location, "message": p.message} for p in exc.problems]
     return problem(status, slug, title, str(exc), request.url.path, **extra)
 

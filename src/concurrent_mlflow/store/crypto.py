@@ -8,7 +8,6 @@ sharing one PostgreSQL store must share the key: set CONCURRENT_SECRET_KEY on ea
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from concurrent_mlflow.errors import SecretKeyError
+from concurrent_mlflow.settings import PRIVATE_FILE, private_dir, tighten
 
 KEY_ENV = "CONCURRENT_SECRET_KEY"
 KEY_FILE = "secret.key"
-log = logging.getLogger("concurrent.crypto")
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,7 @@ def _read_or_create(path: Path) -> str:
     """Read the key file, or create it atomically: first writer wins, others read the winner's key."""
     if not path.exists():
         _create_key_file(path)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("the secret key file %s is readable by others (mode %o); chmod 600 it", path, mode)
+    tighten(path, PRIVATE_FILE)  # a key file left readable by others (copied, restored) is made private
     return path.read_text(encoding="ascii").strip()
 
 
@@ -94,7 +91,7 @@ def _create_key_file(path: Path) -> None:
 
     `link` fails if the name exists, so two processes starting at once never overwrite each other's key, and
     nobody reads a half-written file (the name appears only once the content is complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

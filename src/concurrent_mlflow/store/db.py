@@ -13,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from concurrent_mlflow.settings import PRIVATE_DIR, private_file
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x636D665F6D6967  # any constant shared by every server ("cmf_mig")
 PRE_ALEMBIC_REVISION = "0001"  # stores created by 0.1 with `create_all` hold exactly this schema
@@ -50,7 +52,9 @@ def database_url(url_or_path: str | Path) -> str:
     """A SQLAlchemy URL; a bare path means a SQLite file. `postgresql://` uses psycopg 3."""
     url = str(url_or_path)
     if "://" not in url:
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        # A missing directory is made private; an existing one is the operator's choice and stays as it is.
+        Path(url).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        private_file(Path(url))  # SQLite gives its -wal and -shm files the database file's mode
         return f"sqlite:///{url}"
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -77,7 +81,7 @@ def _sqlite_migration_lock(url: str) -> Iterator[None]:
     if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
         yield
         return
-    with Path(url.removeprefix("sqlite:///") + ".migrate.lock").open("a") as lock:
+    with private_file(Path(url.removeprefix("sqlite:///") + ".migrate.lock")).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

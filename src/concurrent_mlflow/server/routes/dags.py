@@ -48,6 +48,7 @@ def list_dags(
 @router.post("", status_code=201, response_model=api.DagVersion, summary="Create a DAG (version 1)")
 def create_dag(body: api.DagWrite, context: Context, caller: Caller) -> api.DagVersion:
     dag = parse_dag(body.yaml, "the DAG document")
+    context.policy.check_dag(dag, context.settings.work_dir)
     row = catalog.save_version(
         context.store, dag.name, body.yaml, description=_description(body, dag), user=caller.user, create=True
     )
@@ -62,6 +63,7 @@ def create_dag(body: api.DagWrite, context: Context, caller: Caller) -> api.DagV
 def validate_dag(body: api.DagCheck, context: Context, _caller: Caller) -> api.ValidationResult:
     try:
         dag = parse_dag(body.yaml, "the DAG document")
+        context.policy.check_dag(dag, context.settings.work_dir)  # a PolicyError is a 403, not a result
         check_projects(dag, base_dir=context.settings.work_dir, cache_dir=context.paths.cache)
     except DagValidationError as exc:
         errors = [api.ProblemLocation(location=p.location, message=p.message) for p in exc.problems]
@@ -86,6 +88,7 @@ async def import_dag(request: Request, context: Context, caller: Caller) -> api.
     except UnicodeDecodeError as exc:
         raise DagValidationError([Problem("", f"the document is not UTF-8 text: {exc}")]) from exc
     dag = parse_dag(text, "the imported document")
+    context.policy.check_dag(dag, context.settings.work_dir)
     exists = catalog.exists(context.store, dag.name)
     if exists and not caller.admin and access.role_of(context.store, dag.name, caller.user) is None:
         raise ConflictError(f"A DAG named {dag.name!r} exists and you have no role on it; rename yours.")
@@ -111,6 +114,7 @@ def update_dag(name: DagName, body: api.DagWrite, context: Context, caller: Call
         raise DagValidationError(
             [Problem("name", f"the document is named {dag.name!r} but is saved as {name!r}; rename one")]
         )
+    context.policy.check_dag(dag, context.settings.work_dir)
     row = catalog.save_version(
         context.store, name, body.yaml, description=_description(body, dag), user=caller.user, create=False
     )

@@ -31,7 +31,9 @@ def describe_project(
         str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="Git branch, tag or commit.")
     ] = None,
 ) -> api.ProjectInfo:
-    project = resolve_project(uri, version, base_dir=context.settings.work_dir, cache_dir=context.paths.cache)
+    base_dir = context.settings.work_dir
+    context.policy.check_project_uri(uri, base_dir)  # first: a refused path is never looked at
+    project = resolve_project(uri, version, base_dir=base_dir, cache_dir=context.paths.cache)
     entry_points = [
         api.EntryPointInfo(
             name=name,

@@ -37,7 +37,10 @@ def start_run(body: api.RunStart, context: Context, caller: Caller) -> api.RunDe
     if body.base_dir is not None:
         require_admin(caller, "choose the directory a run's relative paths resolve against")
         base_dir = FsPath(body.base_dir)
-        if not base_dir.is_absolute() or not base_dir.is_dir():
+        if not base_dir.is_absolute():
+            raise DagValidationError([Problem("base_dir", f"{body.base_dir!r} is not an absolute directory")])
+        context.policy.check_base_dir(base_dir)  # before is_dir(): a refusal says nothing of what exists
+        if not base_dir.is_dir():
             raise DagValidationError([Problem("base_dir", f"{body.base_dir!r} is not an absolute directory")])
     run_id = start_stored_run(
         context.store,
@@ -46,6 +49,7 @@ def start_run(body: api.RunStart, context: Context, caller: Caller) -> api.RunDe
         overrides=body.overrides,
         base_dir=base_dir,
         cache_dir=context.paths.cache,
+        policy=context.policy,
         created_by=caller.user,
     )
     return _detail(context, run_id)

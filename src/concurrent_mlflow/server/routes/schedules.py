@@ -114,13 +114,15 @@ def delete_schedule(schedule_id: ScheduleId, context: Context, caller: Caller) -
 
 
 def _check_runnable(context: ServerContext, dag: str, overrides: dict[str, str]) -> None:
-    """Refuse a schedule whose every tick would fail: overrides that do not fit, missing projects."""
+    """Refuse a schedule whose every tick would fail: overrides that do not fit, paths or local tasks the
+    execution policy refuses, missing projects."""
     prepare_stored_run(
         context.store,
         dag,
         overrides=overrides,
         base_dir=context.settings.work_dir,
         cache_dir=context.paths.cache,
+        policy=context.policy,
     )
 
 
