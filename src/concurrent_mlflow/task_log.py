@@ -58,6 +58,6 @@ def read_tail(path: str | Path, limit: int = TAIL_BYTES) -> str:
 def failure_reason(error: str | None, log_path: str | None) -> str:
     """`ValueError: bad row 17 (exit code 1)` when the log ends in a traceback; else the stored error."""
     cause = last_exception_line(read_tail(log_path)) if log_path else None
-    if cause is None:
+    if cause is None or (error and cause in error):  # the executor may have put it there already
         return error or ""
     return f"{cause} ({error})" if error else cause

@@ -137,7 +137,10 @@ def _exists(pid: int) -> bool:
 def test_a_native_crash_leaves_its_python_stack_in_the_log(executor: LocalExecutor) -> None:
     handle, log_path = executor.submit(launch(0, TASK_CRASH="1"))
     seen = wait(executor, handle)
-    assert (seen.exit_code, seen.detail) == (-11, "killed by signal SIGSEGV")
+    assert (seen.exit_code, seen.detail) == (
+        -11,
+        "Fatal Python error: Segmentation fault (killed by signal SIGSEGV)",
+    )
     log = Path(log_path or "").read_text()
     assert "Fatal Python error: Segmentation fault" in log
     assert re.search(r'File ".*forkserver_task\.py", line \d+ in <module>', log), log
@@ -165,3 +168,9 @@ def test_a_fork_server_with_a_thread_refuses_and_workers_are_spawned_instead(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "refused to start: it has 2 threads" in warnings[0], warnings
     executor.close()
+
+
+def test_a_failed_task_is_described_by_the_last_exception_in_its_log(executor: LocalExecutor) -> None:
+    handle, _ = executor.submit(launch(0, TASK_RAISE="bad row 17"))
+    seen = wait(executor, handle)
+    assert (seen.exit_code, seen.detail) == (1, "ValueError: bad row 17 (exit code 1)")

@@ -19,9 +19,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from concurrent_mlflow import task_log
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forkserver
 from concurrent_mlflow.executors.base import Observation, TaskLaunch
@@ -138,6 +140,13 @@ class LocalExecutor:
         return _handle(pid, launch.child_run_id, log_path, started=started), str(log_path)
 
     def observe(self, handle: dict[str, Any]) -> Observation:
+        """What the task is doing; a failed one's detail leads with the last exception in its log."""
+        seen = self._observe(handle)
+        if seen.exit_code:
+            return replace(seen, detail=task_log.failure_reason(seen.detail, str(handle["log"])))
+        return seen
+
+    def _observe(self, handle: dict[str, Any]) -> Observation:
         pid = int(handle["pid"])
         if "started" in handle:
             return self._observe_forked(pid, int(handle["started"]), Path(handle["log"]))
