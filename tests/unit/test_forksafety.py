@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
@@ -88,3 +89,14 @@ def test_thread_variables_are_read_in_the_order_openblas_reads_them(
 ) -> None:
     variables = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
     assert forksafety.wanted_threads(variables, env) == (expected or len(os.sched_getaffinity(0)))
+
+
+TELEMETRY = "import mlflow; from mlflow.telemetry.client import get_telemetry_client as c; print(c() is None)"
+
+
+def test_forked_tasks_inherit_no_mlflow_telemetry_client() -> None:
+    """A worker forked with MLflow's telemetry client woke its threads and died in getaddrinfo."""
+    bare = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}  # no CI markers
+    run = partial(subprocess.run, [sys.executable, "-c", TELEMETRY], capture_output=True, text=True)
+    assert run(env=bare).stdout.strip() == "False"  # what a user's machine gets from `import mlflow`
+    assert run(env={**bare, **forksafety.FORK_SAFE_ENV}).stdout.strip() == "True"

@@ -5,7 +5,8 @@ Libraries start native threads as they load: numpy's OpenBLAS a pool of (cores -
 bundled jemalloc a background purging thread. A child forked beside them inherits locks held by threads
 that do not exist in it, and dies at random (SIGSEGV) when it next allocates or multiplies. The fork
 server therefore loads them with `FORK_SAFE_ENV`, which starts none of these threads, and checks that it has
-one thread before every fork. A forked task then asks the libraries already loaded for the thread counts
+one thread before every fork; MLflow's telemetry client, which would start threads in every forked
+task, is not created there either. A forked task then asks the libraries already loaded for the thread counts
 a fresh process with the task's environment would have had (OpenBLAS and OpenMP grow their pools lazily),
 so `OMP_NUM_THREADS` and friends set by the user still reach the task. One thing does not come back:
 jemalloc's background thread stays off in forked tasks (freed memory is purged inline instead).
@@ -22,6 +23,10 @@ FORK_SAFE_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "JE_ARROW_MALLOC_CONF": "background_thread:false",
+    # `import mlflow` creates a telemetry client that every forked task would inherit and wake: its threads
+    # then resolve MLflow's telemetry host, and a forked worker died of SIGSEGV inside that getaddrinfo.
+    # Off in the fork server only: the task's own entry point runs with the task's own environment.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 # For each threaded library the fork server may have loaded: the variables a fresh process would read for
