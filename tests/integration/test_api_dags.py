@@ -550,7 +550,7 @@ def test_a_project_describes_its_entry_points_with_typed_parameters(api: httpx.C
     project = response.json()
     assert project["name"] == "toolbox" and project["commit"] is None
     entry_points = {e["name"]: {p["name"]: p for p in e["parameters"]} for e in project["entry_points"]}
-    assert set(entry_points) == {"transform", "count", "echo_params"}
+    assert set(entry_points) == {"transform", "count", "echo_params", "crash"}
     assert entry_points["echo_params"]["alpha"] == {"name": "alpha", "type": "float", "default": None}
     assert entry_points["transform"]["suffix"] == {"name": "suffix", "type": "string", "default": ".out"}
     assert entry_points["count"] == {}
