@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from concurrent_mlflow.errors import TrackingError
@@ -85,6 +86,17 @@ def server_command(root: Path, port: int, *, proxy_artifacts: bool, workers: int
     ]
 
 
+def server_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for an `mlflow server` we start: MLflow's job runner off unless the user turned it on.
+
+    With it on (MLflow's default) the server starts a job runner and its consumer processes, used only by
+    MLflow's GenAI features: about 1.6 GB more memory and twice the CPU to start, measured on MLflow 3.17.
+    """
+    env = dict(os.environ if base is None else base)
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return env
+
+
 def _start(root: Path) -> str:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -93,7 +105,12 @@ def _start(root: Path) -> str:
     argv = server_command(root, port, proxy_artifacts=False)
     with (root / "server.log").open("ab") as log:
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(),
+            start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

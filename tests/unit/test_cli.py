@@ -162,3 +162,14 @@ def test_logs_of_an_unknown_node_or_partition_say_what_the_run_has() -> None:
         check_task(view, "report", 0)
     with pytest.raises(NotFoundError, match=r"'raw' of run r1 has no partitions \(succeeded\)"):
         check_task(view, "raw", 0)
+
+
+def test_embedded_mlflow_server_runs_without_the_job_runner_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent_mlflow.local_mlflow import server_env
+
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    assert server_env()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "true")
+    assert server_env()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
