@@ -4,49 +4,25 @@ secret in its environment (nor, when forked, in the fork server's memory). Needs
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from tests.fixtures.task_user import NOBODY, needs_nobody, open_world
 from tests.unit.test_local_executor import TASK, launch, wait
 
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors.local import LocalExecutor
 from concurrent_mlflow.executors.task_user import TaskUser
 
-NOBODY = 65534
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _why_nobody_cannot_run_tasks() -> str | None:
-    """Why switching to `nobody` cannot work on this machine, or None."""
-    if os.geteuid() != 0:
-        return f"switching to a task user needs root (this test runs as uid {os.geteuid()})"
-    try:
-        done = subprocess.run([sys.executable, "-c", "pass"], user=NOBODY, group=NOBODY, check=False)
-    except (KeyError, OSError) as exc:
-        return f"nobody cannot run {sys.executable}: {exc}"
-    return None if done.returncode == 0 else f"nobody cannot run {sys.executable} (exit {done.returncode})"
-
-
-needs_nobody = pytest.mark.skipif(
-    bool(_why_nobody_cannot_run_tasks()), reason=str(_why_nobody_cannot_run_tasks())
-)
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[Path]:
-    """A directory everyone may traverse (unlike pytest's tmp dirs under /tmp/pytest-of-root, 0700)."""
-    base = Path(tempfile.mkdtemp(prefix="concurrent-task-user-"))
-    base.chmod(0o755)
-    yield base
-    shutil.rmtree(base)
+    with open_world() as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
