@@ -45,8 +45,17 @@ from concurrent_mlflow.cli.base import CliContext, console
     is_flag=True,
     envvar="CONCURRENT_ALLOW_LOCAL_EXECUTION",
     help="With auth on, run project and inference nodes that name no cluster on this machine, as this "
-    "server's user (they can read what it reads) [default: off with auth on, so they must name a "
-    "cluster; always on with auth off].",
+    "server's user (they can read what it reads) or as --task-user [default: off with auth on, so they "
+    "must name a cluster; always on with auth off].",
+)
+@click.option(
+    "--task-user",
+    envvar="CONCURRENT_TASK_USER",
+    metavar="USER",
+    default=None,
+    help="Run local tasks as this unprivileged OS user, who cannot read the data dir (the server must run "
+    "as root, and MLFLOW_TRACKING_URI must name a tracking server that proxies artifacts) "
+    "[env CONCURRENT_TASK_USER; default: the server's own user].",
 )
 @click.option(
     "--lease-seconds",
@@ -65,6 +74,7 @@ def server(
     max_parallel: int | None,
     local_roots: tuple[Path, ...],
     allow_local_execution: bool,
+    task_user: str | None,
     lease_seconds: float,
 ) -> None:
     """Serve the web UI (/) and the REST API (/api/v1, OpenAPI at /api/v1/openapi.json), with the engine.
@@ -94,12 +104,19 @@ def server(
         lease_seconds=lease_seconds,
         local_roots=tuple(root.expanduser().resolve() for root in local_roots),
         allow_local_execution=allow_local_execution,
+        task_user=task_user,
     )
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it: with the default handler the process
     # would die there, before the `finally` below stops the MLflow server this command started.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     started_mlflow = False
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if task_user and not tracking_uri:
+        raise click.UsageError(
+            "--task-user needs MLFLOW_TRACKING_URI: the embedded MLflow server keeps artifacts in the data "
+            "dir, which the task user may not read. Run `mlflow server --serve-artifacts` and point "
+            "MLFLOW_TRACKING_URI at it."
+        )
     if not tracking_uri:
         started_mlflow = local_mlflow.server_url(paths.mlflow) is None
         tracking_uri = local_mlflow.ensure_server(paths.mlflow)

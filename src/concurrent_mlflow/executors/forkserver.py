@@ -11,7 +11,9 @@ It listens on an abstract Unix socket, and for each request forks a child that:
   - writes `<log>.pid` (pid and kernel start time) first, so a restarted engine can find it;
   - redirects stdout/stderr to the attempt's log, turns on faulthandler there (a native crash leaves its
     Python stack in the log), gives the libraries loaded before the fork the thread counts the task's own
-    environment asks for, and runs the requested module as `__main__`.
+    environment asks for;
+  - with a task user (task_user.py), drops to it for good (groups, gid, uid, checked) and moves to its home;
+  - and runs the requested module as `__main__`.
 The fork server reaps its children and writes `<log>.exit` with the exit code (negative: killed by that
 signal). When its own parent (the engine) dies it takes no new work but keeps reaping until its last child
 has ended, so a task outlives an engine crash and its exit code is still recorded for the next engine.
@@ -34,11 +36,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forksafety
+from concurrent_mlflow.executors.task_user import TaskUser
 
 # What a worker imports anyway; importing it here is the whole point.
 WARM_MODULES = (
@@ -62,9 +66,10 @@ class ForkUnsafeError(ExecutorError):
 class ForkServer:
     """Starts the fork server on first use and asks it for children."""
 
-    def __init__(self, extra_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, extra_modules: tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> None:
         self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.extra_modules = extra_modules  # imported after WARM_MODULES (tests use it to start a thread)
+        self.environ = dict(os.environ if environ is None else environ)  # every child's memory holds it
         self._process: subprocess.Popen[bytes] | None = None
         self._starting = threading.Lock()  # the engine launches from several threads
 
@@ -72,10 +77,20 @@ class ForkServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def spawn(self, module: str, args: list[str], env: dict[str, str], log_path: Path) -> int:
-        """Fork a child running `python -m module args` with exactly `env`; its pid."""
+    def spawn(
+        self, module: str, args: list[str], env: dict[str, str], log_path: Path, user: TaskUser | None = None
+    ) -> int:
+        """Fork a child running `python -m module args` with exactly `env` (as `user`, if given); its pid."""
         self._ensure_started()
-        request = {"module": module, "args": args, "env": env, "log": str(log_path), "cwd": str(Path.cwd())}
+        request: dict[str, Any] = {
+            "module": module,
+            "args": args,
+            "env": env,
+            "log": str(log_path),
+            "cwd": str(user.home if user else Path.cwd()),
+        }
+        if user:
+            request["user"] = {"name": user.name, "uid": user.uid, "gid": user.gid, "root": str(user.root)}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(30)
             conn.connect(_abstract(self.name))
@@ -102,7 +117,7 @@ class ForkServer:
             [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name, *self.extra_modules],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            env={**os.environ, **forksafety.FORK_SAFE_ENV},
+            env={**self.environ, **forksafety.FORK_SAFE_ENV},
             start_new_session=True,  # Ctrl-C at the engine's terminal is the engine's to handle
         )
         assert self._process.stdout is not None
@@ -275,6 +290,9 @@ def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
         os.environ.clear()
         os.environ.update(request["env"])
         forksafety.restore_limits(os.environ)
+        if "user" in request:  # before any task code, and for good; raises rather than run as root
+            user = request["user"]
+            TaskUser(user["name"], user["uid"], user["gid"], Path(user["root"])).drop()
         os.chdir(request["cwd"])
         random.seed()  # every child would otherwise draw the same "random" numbers
         sys.argv = [request["module"], *request["args"]]

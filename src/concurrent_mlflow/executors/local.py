@@ -7,6 +7,8 @@ Either way each worker is the leader of its own process group (so Ctrl-C reaches
 and a cancel or timeout kills the task's whole tree) and writes stdout and stderr to one log file per
 attempt. After an engine restart a forked worker is found again by its `<log>.pid` file (pid and start time)
 and its exit code read from `<log>.exit`; a spawned one by its pid plus the child run id on its command line.
+With a task user (task_user.py) every worker runs as that user, in its own home, with its own caches and
+scratch, and without the server's `CONCURRENT_*` settings in its environment (nor in the fork server's).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forkserver
 from concurrent_mlflow.executors.base import Observation, TaskLaunch
 from concurrent_mlflow.executors.forkserver import ForkServer, ForkUnsafeError
+from concurrent_mlflow.executors.task_user import TaskUser, without_server_settings
 
 log = logging.getLogger("concurrent.executor")
 
@@ -47,15 +50,19 @@ class LocalExecutor:
         fork: bool | None = None,
         worker_module: str = WORKER_MODULE,
         forkserver: ForkServer | None = None,
+        task_user: TaskUser | None = None,
     ) -> None:
         self.log_root = log_root
         self.scratch_root = scratch_root
         self.worker_module = worker_module
+        self.task_user = task_user
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._vanished: dict[int, float] = {}  # forked workers gone without an exit record: since when
         if fork is None:
             fork = os.environ.get("CONCURRENT_FORKSERVER", "1") != "0"
-        self._forkserver = (forkserver or ForkServer()) if fork else None
+        # A forked task's memory is the fork server's (its /proc/self/environ too): no server secrets there.
+        environ = without_server_settings(os.environ) if task_user else None
+        self._forkserver = (forkserver or ForkServer(environ=environ)) if fork else None
 
     def close(self) -> None:
         """Stop the fork server (running workers carry on and are still reaped)."""
@@ -78,11 +85,12 @@ class LocalExecutor:
         log_path = self._log_path(launch)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
+            **(self.task_user.env(os.environ) if self.task_user else os.environ),
             **launch.env,
             "MLFLOW_TRACKING_URI": launch.tracking_uri,
             "CONCURRENT_SCRATCH": str(self.scratch_root),
             "PYTHONUNBUFFERED": "1",
+            **(self.task_user.places() if self.task_user else {}),
         }
         args = [
             "--parent-run",
@@ -106,8 +114,9 @@ class LocalExecutor:
     def _spawn(
         self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path
     ) -> tuple[dict[str, Any], str | None]:
+        user = self.task_user
         try:
-            with log_path.open("ab") as log_file:
+            with log_path.open("ab") as log_file:  # opened here: a task user's worker only writes to it
                 process = subprocess.Popen(
                     [sys.executable, "-X", "faulthandler", "-m", self.worker_module, *args],
                     stdout=log_file,
@@ -115,6 +124,10 @@ class LocalExecutor:
                     stdin=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,
+                    user=user.uid if user else None,
+                    group=user.gid if user else None,
+                    extra_groups=[] if user else None,
+                    cwd=user.home if user else None,
                 )
         except OSError as exc:
             raise ExecutorError(
@@ -128,7 +141,7 @@ class LocalExecutor:
     ) -> tuple[dict[str, Any], str | None]:
         assert self._forkserver is not None
         try:
-            pid = self._forkserver.spawn(self.worker_module, args, env, log_path)
+            pid = self._forkserver.spawn(self.worker_module, args, env, log_path, user=self.task_user)
         except OSError as exc:
             raise ExecutorError(
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"

@@ -21,6 +21,7 @@ from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
 from concurrent_mlflow.executors.base import Executor
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
 from concurrent_mlflow.executors.local import LocalExecutor
+from concurrent_mlflow.executors.task_user import TaskUser
 from concurrent_mlflow.server import problems, schemas, ui
 from concurrent_mlflow.server.body_limit import BodyLimit
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
@@ -92,9 +93,10 @@ def build(
     make_private(paths)
     store = open_store(store_url)
     tracking = Tracking(tracking_uri)
-    executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
     server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     policy = settings.policy(paths)
+    task_user = _task_user(settings, paths)
+    executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch, task_user=task_user)
     log.info("execution policy: %s; local tasks %s", policy.describe(), _allowed(policy.local_execution))
     context = ServerContext(store, tracking, executor, settings, paths, server_id, policy)
     loop = None
@@ -125,6 +127,21 @@ def build(
             extra_pass=fire_schedules,
         )
     return create_app(context, loop), context
+
+
+def _task_user(settings: ServerSettings, paths: Paths) -> TaskUser | None:
+    """The checked, prepared user local tasks run as; without one, a warning where it matters."""
+    if settings.task_user is None:
+        if settings.auth_enabled and settings.allow_local_execution and os.geteuid() == 0:
+            log.warning(
+                "local tasks run as root and can read everything this server can (secret.key, the store): "
+                "give them an unprivileged user with --task-user (see 'Security model' in the README)"
+            )
+        return None
+    user = TaskUser.lookup(settings.task_user)
+    user.prepare(paths.private())
+    log.info("local tasks run as %s (uid %d, gid %d) under %s", user.name, user.uid, user.gid, user.root)
+    return user
 
 
 def _allowed(allowed: bool) -> str:

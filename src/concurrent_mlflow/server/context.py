@@ -30,6 +30,8 @@ class ServerSettings:
     """Directories DAGs may name local paths under (`--allow-local-root`); none: see `policy`."""
     allow_local_execution: bool = False
     """Run project/inference nodes on this machine with auth on (`--allow-local-execution`)."""
+    task_user: str | None = None
+    """The OS user local tasks run as (`--task-user`); None: the server's own user."""
 
     @property
     def auth_enabled(self) -> bool:
