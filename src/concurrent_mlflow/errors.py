@@ -127,3 +127,7 @@ class PolicyError(ConcurrentError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source} is refused by this server's execution policy:\n{lines}")
+
+
+class PlanStopped(ConcurrentError):
+    """A stage's planning was stopped because its run is being cancelled or its engine is closing."""

@@ -1,9 +1,9 @@
 """Every MLflow call in one place: parent and child runs, tags, params, artifacts, output indexes.
 
 A DAG run is an MLflow parent run; each task attempt is a child run (tag `mlflow.parentRunId`). The planner
-stores task specs and partition manifests as parent-run artifacts under `plan/`; a worker logs what its task
-wrote under `outputs/` plus an index `concurrent/outputs.json` (sizes, metadata) that downstream planning
-reads instead of listing artifacts file by file.
+stores task specs and partition manifests (many per JSON-lines file) as parent-run artifacts under
+`plan/`; a worker logs what its task wrote under `outputs/` plus an index `concurrent/outputs.json` (sizes,
+metadata) that downstream planning reads instead of listing artifacts file by file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from concurrent_mlflow.errors import TrackingError
+from concurrent_mlflow.errors import PlanStopped, TrackingError
 from concurrent_mlflow.manifest import InputItem, Manifest
 
 TAG_PREFIX = "concurrent."
@@ -29,6 +29,8 @@ OUTPUTS_DIR = "outputs"
 OUTPUT_INDEX = "concurrent/outputs.json"
 LOG_PATH = "logs"
 MAX_PARAM_LENGTH = 6000
+MANIFEST_FILE_BYTES = 1 << 20
+PER_FILE_KEY = "manifests_per_file"  # in the stage spec; absent: one manifest per file
 T = TypeVar("T")
 
 
@@ -37,7 +39,20 @@ def spec_path(node_id: str) -> str:
 
 
 def manifest_path(node_id: str, partition: int) -> str:
+    """One manifest per file: how stages planned before manifests were stored in bulk kept them."""
     return f"plan/{node_id}/manifests/{partition:06d}.json"
+
+
+def manifest_file(node_id: str, partition: int, per_file: int) -> tuple[str, int]:
+    """The file holding partition `partition`'s manifest when `per_file` share a file, and its line there."""
+    return f"plan/{node_id}/manifests/{partition // per_file:06d}.jsonl", partition % per_file
+
+
+def manifests_per_file(lines: Sequence[str]) -> int:
+    """As many manifests per file as keep every file near MANIFEST_FILE_BYTES (at least one): a worker reads
+    one file of about that size, and a plan of 100,000 partitions is a few dozen uploads, not 100,000."""
+    largest = max((len(line.encode()) + 1 for line in lines), default=1)
+    return max(1, MANIFEST_FILE_BYTES // largest)
 
 
 def ui_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
@@ -214,21 +229,50 @@ class Tracking:
         )
 
     def log_plan(
-        self, parent: str, node_id: str, spec: Mapping[str, Any], manifests: Sequence[Manifest]
+        self,
+        parent: str,
+        node_id: str,
+        spec: Mapping[str, Any],
+        manifests: Sequence[Manifest],
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Store a stage's task spec and one manifest per partition with one upload call."""
+        """Store a stage's task spec and its manifests, many per JSON-lines file, with one upload call.
+
+        `should_stop` is asked between files: a cancelled run's plan stops there (PlanStopped), and its
+        temporary directory is removed on that path as on every other.
+        """
+        lines = [manifest.dumps() for manifest in manifests]
+        per_file = manifests_per_file(lines)
         with tempfile.TemporaryDirectory(prefix="concurrent-plan-") as tmp:
             root = Path(tmp)
             (root / spec_path(node_id)).parent.mkdir(parents=True)
             (root / spec_path(node_id)).write_text(
-                json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8"
+                json.dumps({**spec, PER_FILE_KEY: per_file}, indent=2, sort_keys=True), encoding="utf-8"
             )
             (root / manifest_path(node_id, 0)).parent.mkdir(parents=True)
-            for manifest in manifests:
-                (root / manifest_path(node_id, manifest.partition)).write_text(
-                    manifest.dumps(), encoding="utf-8"
-                )
+            for start in range(0, len(lines), per_file):
+                if should_stop():
+                    raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
+                name, _ = manifest_file(node_id, start, per_file)
+                (root / name).write_text("\n".join(lines[start : start + per_file]) + "\n", encoding="utf-8")
+            if should_stop():
+                raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
             self.log_dir(parent, root / "plan" / node_id, f"plan/{node_id}")
+
+    def read_spec(self, parent: str, node_id: str) -> dict[str, Any]:
+        spec: dict[str, Any] = json.loads(self.read_text(parent, spec_path(node_id)))
+        return spec
+
+    def read_manifest(self, parent: str, node_id: str, partition: int, spec: Mapping[str, Any]) -> Manifest:
+        """Partition `partition`'s manifest, from its JSON-lines file (or its own file, for older plans)."""
+        per_file = spec.get(PER_FILE_KEY)
+        if not per_file:
+            return Manifest.loads(self.read_text(parent, manifest_path(node_id, partition)))
+        name, line = manifest_file(node_id, partition, int(per_file))
+        lines = self.read_text(parent, name).splitlines()
+        if line >= len(lines):
+            raise TrackingError(f"{name} of run {parent} has no manifest for partition {partition}")
+        return Manifest.loads(lines[line])
 
     def read_outputs(self, child_run_id: str, origin: int) -> list[InputItem]:
         """The files a finished task logged, as items downstream tasks can fetch."""

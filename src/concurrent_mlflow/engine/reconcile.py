@@ -3,10 +3,11 @@
 Each `tick` of a run (1) acts on a requested cancel, (2) opens the MLflow parent run of a new run,
 (3) observes active attempts, finishing launches an earlier engine left half-done and ending attempts that
 exited, timed out or were lost, (4) closes stages whose tasks all ended, (5) plans stages whose upstream
-stages succeeded and skips those downstream of a failure, (6) dispatches pending tasks within the global and
-per-node limits, and (7) ends the run when every stage has ended. Every state change goes through
-`store.transitions`, and every step can be repeated after a crash at any point: nothing is kept only in
-memory that a restarted engine could not rebuild from the store, the executor and MLflow.
+stages succeeded (in the background, `engine.planning`, recording each plan once done) and skips those
+downstream of a failure, (6) dispatches pending tasks within the global and per-node limits, and (7) ends
+the run when every stage has ended. Every state change goes through `store.transitions`, and every step
+can be repeated after a crash at any point: nothing is kept only in memory that a restarted engine could
+not rebuild from the store, the executor and MLflow.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,8 @@ from pathlib import Path
 
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
-from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.engine.planning import Planner
+from concurrent_mlflow.errors import ConcurrentError, PlanStopped
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.manifest import InputItem
@@ -98,6 +101,8 @@ class Engine:
         self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
         self.kubernetes = kubernetes
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
+        self.wake = threading.Event()  # set when a plan finishes: the driver's next pass need not wait
+        self._planner = Planner(on_done=self.wake.set)
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
@@ -120,7 +125,8 @@ class Engine:
             while not self.tick(run_id):
                 if on_tick:
                     on_tick()
-                time.sleep(self.settings.poll_interval)
+                self.wake.wait(self.settings.poll_interval)
+                self.wake.clear()
         except KeyboardInterrupt:
             self.cancel(run_id, "cancelled by the user (Ctrl-C)")
             raise
@@ -155,7 +161,9 @@ class Engine:
         return still_open
 
     def close(self) -> None:
-        """Let in-flight launches finish, then release the executor's helpers (tasks keep running)."""
+        """Stop plans, let in-flight launches finish, then release the executor's helpers (tasks keep
+        running; a plan stopped here is made again by the next engine)."""
+        self._planner.close()
         self._pool.shutdown(wait=True)
         self.executor.close()
         if self.kubernetes is not None:
@@ -171,6 +179,7 @@ class Engine:
         return reset
 
     def cancel(self, run_id: str, reason: str) -> None:
+        self._planner.stop(run_id)  # a plan in progress stops at its next step; its result is dropped
         # A Ctrl-C can land while launches are in flight: let them finish first, so that every worker
         # started has its handle recorded and is stopped below, not left running unseen.
         futures.wait(self._inflight)
@@ -357,10 +366,17 @@ class Engine:
                 tx.end_stage(self.store, run_id, stage.node_id, S.SUCCEEDED)
 
     def _plan_ready(self, run: RunRow) -> None:
+        """Skip stages downstream of a failure, start or record plans of stages whose upstream stages
+        succeeded; again while that changes a stage (a source's listing frees its consumers at once)."""
+        while self._plan_pass(run):
+            pass
+
+    def _plan_pass(self, run: RunRow) -> bool:
         dag = self._dag(run.id)
         stages = reads.stages(self.store, run.id)
         states = {s.node_id: s.state for s in stages}
         partitions = {s.node_id: s.partitions or 0 for s in stages}
+        changed = False
         for node_id, state in states.items():
             if state != S.PENDING:
                 continue
@@ -368,37 +384,61 @@ class Engine:
             if bad:
                 reason = f"skipped: upstream {', '.join(bad)} did not succeed"
                 tx.end_stage(self.store, run.id, node_id, S.SKIPPED, reason)
+                changed = True
             elif all(states[u] == S.SUCCEEDED for u in dag.upstream(node_id)):
-                self._plan(run, dag, node_id, partitions)
+                changed = self._plan(run, dag, node_id, partitions) or changed
+        return changed
 
-    def _plan(self, run: RunRow, dag: Dag, node_id: str, partitions: Mapping[str, int]) -> None:
-        node = dag.node(node_id)
+    def _plan(self, run: RunRow, dag: Dag, node_id: str, partitions: Mapping[str, int]) -> bool:
+        """Start the stage's plan in the background, or record it once it is done (see engine.planning);
+        True if the stage's state changed."""
+        done = self._planner.poll(run.id, node_id, partial(self._make_plan, run, dag, node_id, partitions))
+        if done is None or done.cancelled():
+            return False
         try:
-            # The run may have been stored before the policy changed: check again before reading anything.
-            self.settings.policy.check_node(dag, node, Path(run.base_dir))
-            if isinstance(node, SourceNode):
-                self._outputs_of(run, node_id)
-                tx.plan_stage(self.store, run.id, node_id, [])
-                tx.end_stage(self.store, run.id, node_id, S.SUCCEEDED)
-                return
-            plan = plan_stage(
-                dag,
-                node_id,
-                base_dir=Path(run.base_dir),
-                cache_dir=self.settings.cache_dir,
-                outputs_of=lambda n: self._outputs_of(run, n),
-                upstream_partitions=partitions,
-            )
-            assert run.mlflow_run_id
-            self.tracking.log_plan(run.mlflow_run_id, node_id, plan.spec, plan.manifests)
+            input_bytes = done.result()
+        except PlanStopped:
+            return False  # the run is being cancelled; the cancel ends the stage
         except ConcurrentError as exc:
             log.error("cannot plan %s: %s", node_id, exc)
             tx.plan_stage(self.store, run.id, node_id, [])
             tx.end_stage(self.store, run.id, node_id, S.FAILED, f"planning failed: {exc}")
-            return
-        tx.plan_stage(self.store, run.id, node_id, [m.input_bytes() for m in plan.manifests])
+            return True
+        tx.plan_stage(self.store, run.id, node_id, input_bytes)
+        if isinstance(dag.node(node_id), SourceNode):
+            tx.end_stage(self.store, run.id, node_id, S.SUCCEEDED)
+        return True
 
-    def _outputs_of(self, run: RunRow, node_id: str) -> list[InputItem]:
+    def _make_plan(
+        self,
+        run: RunRow,
+        dag: Dag,
+        node_id: str,
+        partitions: Mapping[str, int],
+        should_stop: Callable[[], bool],
+    ) -> list[int]:
+        """List, partition and store one stage's plan (in a planner thread); its partitions' input sizes."""
+        node = dag.node(node_id)
+        # The run may have been stored before the policy changed: check again before reading anything.
+        self.settings.policy.check_node(dag, node, Path(run.base_dir))
+        if isinstance(node, SourceNode):
+            self._outputs_of(run, node_id)
+            return []
+        plan = plan_stage(
+            dag,
+            node_id,
+            base_dir=Path(run.base_dir),
+            cache_dir=self.settings.cache_dir,
+            outputs_of=lambda n: self._outputs_of(run, n, should_stop),
+            upstream_partitions=partitions,
+        )
+        assert run.mlflow_run_id
+        self.tracking.log_plan(run.mlflow_run_id, node_id, plan.spec, plan.manifests, should_stop)
+        return [m.input_bytes() for m in plan.manifests]
+
+    def _outputs_of(
+        self, run: RunRow, node_id: str, should_stop: Callable[[], bool] = lambda: False
+    ) -> list[InputItem]:
         key = (run.id, node_id)
         if key not in self._outputs:
             node = self._dag(run.id).node(node_id)
@@ -408,12 +448,13 @@ class Engine:
                 self._outputs[key] = list_source(node, Path(run.base_dir), *window, check_link=check)
             else:
                 stage = next(s for s in reads.stages(self.store, run.id) if s.node_id == node_id)
-                self._outputs[key] = [
-                    item
-                    for t in reads.stage_tasks(self.store, stage.id)
-                    if t.mlflow_run_id
-                    for item in self.tracking.read_outputs(t.mlflow_run_id, t.partition)
-                ]
+                items: list[InputItem] = []
+                for task in reads.stage_tasks(self.store, stage.id):
+                    if should_stop():  # reading thousands of output indexes takes a while
+                        raise PlanStopped(f"planning stopped while reading the outputs of {node_id}")
+                    if task.mlflow_run_id:
+                        items.extend(self.tracking.read_outputs(task.mlflow_run_id, task.partition))
+                self._outputs[key] = items
         return self._outputs[key]
 
     def _dispatch(self, run: RunRow) -> None:
@@ -612,6 +653,7 @@ class Engine:
         return self._dags[run_id]
 
     def _forget(self, run_id: str) -> None:
+        self._planner.stop(run_id)
         self._dags.pop(run_id, None)
         for key in [k for k in self._outputs if k[0] == run_id]:
             del self._outputs[key]

@@ -24,15 +24,12 @@ from typing import Any
 from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
-from concurrent_mlflow.manifest import Manifest
 from concurrent_mlflow.tracking import (
     OUTPUT_INDEX,
     OUTPUTS_DIR,
     TAG_PREFIX,
     Tracking,
-    manifest_path,
     partition_params,
-    spec_path,
 )
 
 log = logging.getLogger("concurrent.worker")
@@ -108,8 +105,8 @@ def _wait_for_table(tracking: Tracking, parent: str, table_file: str) -> dict[st
 
 def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> int:
     """The task from its inputs to its logged outputs; returns the exit code for the executor (0: done)."""
-    spec: dict[str, Any] = json.loads(tracking.read_text(parent, spec_path(node)))
-    manifest = Manifest.loads(tracking.read_text(parent, manifest_path(node, partition)))
+    spec = tracking.read_spec(parent, node)
+    manifest = tracking.read_manifest(parent, node, partition, spec)
     input_dir, output_dir = scratch / "input", scratch / "output"
     output_dir.mkdir(parents=True)
     for name, items in manifest.inputs.items():
