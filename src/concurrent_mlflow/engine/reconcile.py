@@ -29,6 +29,7 @@ from concurrent_mlflow.engine import reads
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
+from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.policy import ExecutionPolicy
@@ -91,12 +92,11 @@ class Engine:
         self,
         store: Store,
         tracking: Tracking,
-        executor: Executor,
+        executors: Executors,
         settings: EngineSettings,
-        kubernetes: KubernetesExecutor | None = None,
     ) -> None:
-        self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
-        self.kubernetes = kubernetes
+        self.store, self.tracking, self.executors, self.settings = store, tracking, executors, settings
+        self.executor, self.kubernetes = executors.local, executors.kubernetes
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
@@ -157,9 +157,7 @@ class Engine:
     def close(self) -> None:
         """Let in-flight launches finish, then release the executor's helpers (tasks keep running)."""
         self._pool.shutdown(wait=True)
-        self.executor.close()
-        if self.kubernetes is not None:
-            self.kubernetes.close()
+        self.executors.close()
 
     def retry(self, run_id: str) -> int:
         """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
@@ -254,12 +252,8 @@ class Engine:
         if not self._keep_going():
             raise ConcurrentError("this engine lost its lease in the middle of a pass; another one goes on")
 
-    def _executor(self, attempt: AttemptRow) -> Executor | KubernetesExecutor:
-        if attempt.executor != KUBERNETES:
-            return self.executor
-        if self.kubernetes is None:
-            raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
-        return self.kubernetes
+    def _executor(self, attempt: AttemptRow) -> Executor:
+        return self.executors.get(attempt.executor)
 
     def _in_parallel(self, work: list[Callable[[], None]]) -> None:
         """Run launches or endings side by side (each is a few MLflow round trips and its own transactions);

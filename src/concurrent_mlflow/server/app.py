@@ -18,9 +18,8 @@ from fastapi import APIRouter, FastAPI
 from concurrent_mlflow import __version__
 from concurrent_mlflow.engine import Engine, EngineSettings
 from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
+from concurrent_mlflow.executors import registry
 from concurrent_mlflow.executors.base import Executor
-from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
-from concurrent_mlflow.executors.local import LocalExecutor
 from concurrent_mlflow.server import problems, schemas, ui
 from concurrent_mlflow.server.body_limit import BodyLimit
 from concurrent_mlflow.server.context import ServerContext, ServerSettings
@@ -28,7 +27,6 @@ from concurrent_mlflow.server.loop import EngineLoop
 from concurrent_mlflow.server.routes import clusters, dags, meta, projects, runs, schedules
 from concurrent_mlflow.settings import Paths, make_private
 from concurrent_mlflow.store import open_store
-from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.tracking import Tracking
 
@@ -46,7 +44,7 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
         finally:
             if loop:
                 loop.stop()
-            context.executor.close()
+            context.executors.close()
 
     app = FastAPI(
         title="Concurrent for MLflow",
@@ -92,11 +90,11 @@ def build(
     make_private(paths)
     store = open_store(store_url)
     tracking = Tracking(tracking_uri)
-    executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch)
+    executors = registry.standard(paths, store, tracking, local=executor)
     server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     policy = settings.policy(paths)
     log.info("execution policy: %s; local tasks %s", policy.describe(), _allowed(policy.local_execution))
-    context = ServerContext(store, tracking, executor, settings, paths, server_id, policy)
+    context = ServerContext(store, tracking, executors, settings, paths, server_id, policy)
     loop = None
     if engine:
         engine_settings = EngineSettings(
@@ -112,13 +110,7 @@ def build(
             fire_due(store, utcnow(), starter, keep_going=loop.still_leader)
 
         loop = EngineLoop(
-            Engine(
-                store,
-                tracking,
-                executor,
-                engine_settings,
-                KubernetesExecutor(store, lambda: load_cipher(paths.home), tracking),
-            ),
+            Engine(store, tracking, executors, engine_settings),
             server_id,
             lease_seconds=settings.lease_seconds,
             poll_seconds=engine_settings.poll_interval,
