@@ -157,6 +157,7 @@ def run_bench(args: argparse.Namespace, root: Path, state: Path) -> dict[str, An
     from concurrent_mlflow.dag import parse_dag
     from concurrent_mlflow.engine import Engine, EngineSettings
     from concurrent_mlflow.executors.local import LocalExecutor
+    from concurrent_mlflow.executors.registry import Executors
     from concurrent_mlflow.settings import Paths
     from concurrent_mlflow.store import clusters, open_store
     from concurrent_mlflow.store.crypto import load_cipher
@@ -172,9 +173,8 @@ def run_bench(args: argparse.Namespace, root: Path, state: Path) -> dict[str, An
     tracking = Tracking(tracking_uri)
     kubernetes = kwok_executor(store, lambda: cipher, tracking, args.task_threads)
     local = LocalExecutor(paths.logs, paths.scratch, fork=False)
-    engine = Engine(
-        store, tracking, local, EngineSettings(cache_dir=paths.cache, poll_interval=0.5), kubernetes
-    )
+    settings = EngineSettings(cache_dir=paths.cache, poll_interval=0.5)
+    engine = Engine(store, tracking, Executors(local, kubernetes), settings)
     data = root / "data"
     data.mkdir()
     for i in range(args.partitions):

@@ -28,6 +28,7 @@ TAG_PREFIX = "concurrent."
 OUTPUTS_DIR = "outputs"
 OUTPUT_INDEX = "concurrent/outputs.json"
 LOG_PATH = "logs"
+TASK_LOG = f"{LOG_PATH}/task.log"  # an attempt's log, saved in its child run when the attempt ends
 MAX_PARAM_LENGTH = 6000
 MANIFEST_FILE_BYTES = 1 << 20
 PER_FILE_KEY = "manifests_per_file"  # in the stage spec; absent: one manifest per file
@@ -227,6 +228,22 @@ class Tracking:
         return self._read_uri(
             f"runs:/{mlflow_run_id}/{artifact_file}", f"read {artifact_file} of run {mlflow_run_id}"
         )
+
+    def read_bytes(self, mlflow_run_id: str, artifact_file: str) -> bytes | None:
+        """An artifact of a run as it was stored; None if the run has no such file."""
+        folder, _, _ = artifact_file.rpartition("/")
+        listed = self._call(
+            f"list {folder or 'the artifacts'} of run {mlflow_run_id}",
+            lambda: self.client.list_artifacts(mlflow_run_id, folder or None),
+        )
+        if artifact_file not in {entry.path for entry in listed}:
+            return None
+
+        def download() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="concurrent-") as tmp:
+                return Path(self.client.download_artifacts(mlflow_run_id, artifact_file, tmp)).read_bytes()
+
+        return self._call(f"read {artifact_file} of run {mlflow_run_id}", download)
 
     def log_plan(
         self,

@@ -56,6 +56,11 @@ def test_a_run_started_over_http_reports_every_node_and_partition(control_plane:
 
         log = api.get(f"/runs/{run['id']}/tasks/upper/1/log")
         assert log.status_code == 200 and "partition 1 of 3: 2 file(s)" in log.text
+        local_logs = list((control_plane.home / "logs" / run["id"]).rglob("*.log"))
+        for path in local_logs:
+            path.unlink()  # cleaned up on this machine: the copy in the child run is read instead
+        assert len(local_logs) == 4
+        assert api.get(f"/runs/{run['id']}/tasks/upper/1/log").text == log.text
 
         listed = api.get("/runs", params={"dag": "api-fan"}).json()
         assert [r["id"] for r in listed["items"]] == [run["id"]]

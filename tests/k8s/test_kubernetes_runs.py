@@ -155,7 +155,7 @@ def test_a_failing_partition_retries_per_index_and_keeps_every_pods_log(
     assert upper[1].data.tags["concurrent.pod_try"] == "2"
     log = done.artifact_text(upper[1].info.run_id, "logs/task.log", tmp_path / "dl")
     assert log.count("===== pod ") == 2 and log.count("failing on purpose") == 2
-    assert "(try 1): exit code 3 =====" in log and "(try 2): exit code 3 =====" in log  # the project's
+    assert "(try 1) =====" in log and "(try 2) =====" in log and log.count("ended: exit code 3 -----") == 2
     stage = done.stage("upper")
     assert "partition 1: exit code 3 (after 2 pod(s))" in stage.error
     assert done.stage("total").state == "skipped"

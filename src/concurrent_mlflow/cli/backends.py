@@ -13,7 +13,7 @@ from typing import Protocol
 from concurrent_mlflow.cli.base import CliContext, run_url
 from concurrent_mlflow.client import ApiClient
 from concurrent_mlflow.dag import Dag, apply_overrides, load_dag
-from concurrent_mlflow.errors import NotFoundError, RunNotFoundError
+from concurrent_mlflow.errors import RunNotFoundError
 from concurrent_mlflow.store.queries import FailedAttempt, RunView
 
 ENDED = ("succeeded", "failed", "cancelled")
@@ -90,22 +90,13 @@ class LocalRuns:
     def log(
         self, run_id: str, node: str, partition: int, attempt: int | None, follow: bool
     ) -> Iterator[bytes]:
-        from concurrent_mlflow.store.queries import attempt_state, find_attempt
-        from concurrent_mlflow.store.states import ACTIVE
+        from concurrent_mlflow.engine import logs
 
-        found = find_attempt(self.store, run_id, node, partition, attempt)
-        if found is None or not found.log_path:
-            raise NotFoundError(f"Run {run_id} has no log of {node}[{partition}] (yet).")
-        with Path(found.log_path).open("rb") as log:
-            while True:
-                chunk = log.read()
-                if chunk:
-                    yield chunk
-                elif not follow or attempt_state(self.store, found.id) not in ACTIVE:
-                    yield log.read()
-                    return
-                else:
-                    time.sleep(LOG_POLL_SECONDS)
+        engine = self.engine
+        reader, first = logs.open_log(
+            self.store, engine.executors, engine.tracking, run_id, node, partition, attempt
+        )
+        return logs.follow(reader, first, LOG_POLL_SECONDS) if follow else iter((first,))
 
 
 class RemoteRuns:

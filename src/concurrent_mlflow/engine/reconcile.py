@@ -32,6 +32,7 @@ from concurrent_mlflow.engine.planning import Planner
 from concurrent_mlflow.errors import ConcurrentError, PlanStopped
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
+from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.policy import ExecutionPolicy
@@ -94,12 +95,11 @@ class Engine:
         self,
         store: Store,
         tracking: Tracking,
-        executor: Executor,
+        executors: Executors,
         settings: EngineSettings,
-        kubernetes: KubernetesExecutor | None = None,
     ) -> None:
-        self.store, self.tracking, self.executor, self.settings = store, tracking, executor, settings
-        self.kubernetes = kubernetes
+        self.store, self.tracking, self.executors, self.settings = store, tracking, executors, settings
+        self.executor, self.kubernetes = executors.local, executors.kubernetes
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
         self.wake = threading.Event()  # set when a plan finishes: the driver's next pass need not wait
         self._planner = Planner(on_done=self.wake.set)
@@ -165,9 +165,7 @@ class Engine:
         running; a plan stopped here is made again by the next engine)."""
         self._planner.close()
         self._pool.shutdown(wait=True)
-        self.executor.close()
-        if self.kubernetes is not None:
-            self.kubernetes.close()
+        self.executors.close()
 
     def retry(self, run_id: str) -> int:
         """Send failed, cancelled and skipped work back to pending; succeeded partitions keep outputs."""
@@ -263,12 +261,8 @@ class Engine:
         if not self._keep_going():
             raise ConcurrentError("this engine lost its lease in the middle of a pass; another one goes on")
 
-    def _executor(self, attempt: AttemptRow) -> Executor | KubernetesExecutor:
-        if attempt.executor != KUBERNETES:
-            return self.executor
-        if self.kubernetes is None:
-            raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
-        return self.kubernetes
+    def _executor(self, attempt: AttemptRow) -> Executor:
+        return self.executors.get(attempt.executor)
 
     def _in_parallel(self, work: list[Callable[[], None]]) -> None:
         """Run launches or endings side by side (each is a few MLflow round trips and its own transactions);

@@ -9,8 +9,8 @@ nothing: creating an existing Job adopts it.
 
 Handles are `{"cluster", "namespace", "job", "index", "partition"}`. Cancel deletes the Job with
 foreground propagation (its pods go first). The log of a partition is every pod it took, in order, each
-under a header saying how that pod ended, read through the API server; so a failed or evicted try leaves
-its output in the child run too.
+followed by a line saying how that pod ended, read through the API server; so a failed or evicted try
+leaves its output in the child run too.
 """
 
 from __future__ import annotations
@@ -296,24 +296,18 @@ class KubernetesExecutor:
                 raise self._error(cluster, f"could not delete Job {handle['job']}", exc) from None
 
     def read_log(self, handle: dict[str, Any]) -> bytes:
-        """Every pod this partition took, oldest first, each under a header saying how it ended."""
-        from kubernetes.client import CoreV1Api
-
+        """Every pod this partition took, oldest first: a header naming the pod, its log, and once it has
+        ended a line saying how. Read again later, it only grows (a follower sends just the new bytes)."""
         cluster = self._cluster(handle["cluster"])
-        core = CoreV1Api(cluster.client)
         parts: list[str] = []
         for pod in cluster.watch.pods(handle["job"], int(handle["index"])):
-            parts.append(f"===== pod {pod.name} (try {pod.failures + 1}): {pod.describe()} =====\n")
-            try:
-                parts.append(
-                    core.read_namespaced_pod_log(
-                        pod.name, handle["namespace"], container=CONTAINER, _request_timeout=(10, 60)
-                    )
-                )
-            except Exception as exc:
-                parts.append(
-                    f"(the log could not be read: {kube.scrub(kube.describe(exc), cluster.secrets)})\n"
-                )
+            text = "" if pod.phase == "Pending" else _pod_log(cluster, pod.name, handle["namespace"])
+            if text is None:  # deleted since the watch saw it: its log went with it
+                continue
+            parts += [f"===== pod {pod.name} (try {pod.failures + 1}) =====\n", text]
+            if pod.phase in ("Succeeded", "Failed"):
+                newline = "" if not text or text.endswith("\n") else "\n"
+                parts.append(f"{newline}----- pod {pod.name} ended: {pod.describe()} -----\n")
         return "".join(parts).encode()
 
     def close(self) -> None:
@@ -321,6 +315,24 @@ class KubernetesExecutor:
             for cluster in self._clusters.values():
                 cluster.close()
             self._clusters.clear()
+
+
+def _pod_log(cluster: _Cluster, pod: str, namespace: str) -> str | None:
+    """A pod's log through the API server; None if the pod is gone, a line saying why if it cannot be read."""
+    from kubernetes.client import CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return CoreV1Api(cluster.client).read_namespaced_pod_log(
+            pod, namespace, container=CONTAINER, _request_timeout=(10, 60)
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        reason = kube.describe(exc)
+    except Exception as exc:
+        reason = kube.describe(exc)
+    return f"(the log could not be read: {kube.scrub(reason, cluster.secrets)})\n"
 
 
 def _failure(job_failure: str, pods: list[PodSummary]) -> str:

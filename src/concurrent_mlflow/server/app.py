@@ -18,8 +18,8 @@ from fastapi import APIRouter, FastAPI
 from concurrent_mlflow import __version__
 from concurrent_mlflow.engine import Engine, EngineSettings
 from concurrent_mlflow.engine.scheduler import fire_due, stored_dag_starter
+from concurrent_mlflow.executors import registry
 from concurrent_mlflow.executors.base import Executor
-from concurrent_mlflow.executors.kubernetes import KubernetesExecutor
 from concurrent_mlflow.executors.local import LocalExecutor
 from concurrent_mlflow.executors.task_user import TaskUser
 from concurrent_mlflow.server import problems, schemas, ui
@@ -29,7 +29,6 @@ from concurrent_mlflow.server.loop import EngineLoop
 from concurrent_mlflow.server.routes import clusters, dags, meta, projects, runs, schedules
 from concurrent_mlflow.settings import Paths, make_private
 from concurrent_mlflow.store import open_store
-from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.tracking import Tracking
 
@@ -47,7 +46,7 @@ def create_app(context: ServerContext, loop: EngineLoop | None = None) -> FastAP
         finally:
             if loop:
                 loop.stop()
-            context.executor.close()
+            context.executors.close()
 
     app = FastAPI(
         title="Concurrent for MLflow",
@@ -97,8 +96,9 @@ def build(
     policy = settings.policy(paths)
     task_user = _task_user(settings, paths)
     executor = executor or LocalExecutor(log_root=paths.logs, scratch_root=paths.scratch, task_user=task_user)
+    executors = registry.standard(paths, store, tracking, local=executor)
     log.info("execution policy: %s; local tasks %s", policy.describe(), _allowed(policy.local_execution))
-    context = ServerContext(store, tracking, executor, settings, paths, server_id, policy)
+    context = ServerContext(store, tracking, executors, settings, paths, server_id, policy)
     loop = None
     if engine:
         engine_settings = EngineSettings(
@@ -114,13 +114,7 @@ def build(
             fire_due(store, utcnow(), starter, keep_going=loop.still_leader)
 
         loop = EngineLoop(
-            Engine(
-                store,
-                tracking,
-                executor,
-                engine_settings,
-                KubernetesExecutor(store, lambda: load_cipher(paths.home), tracking),
-            ),
+            Engine(store, tracking, executors, engine_settings),
             server_id,
             lease_seconds=settings.lease_seconds,
             poll_seconds=engine_settings.poll_interval,

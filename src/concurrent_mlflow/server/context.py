@@ -1,4 +1,4 @@
-"""What every request handler needs: the store, MLflow, the executor (for logs) and the server's settings."""
+"""What every request handler needs: the store, MLflow, the executors (for logs) and the server's settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from concurrent_mlflow.executors.base import Executor
+from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.settings import Paths, is_loopback
 from concurrent_mlflow.store import Store
@@ -51,7 +51,7 @@ class ServerSettings:
 class ServerContext:
     store: Store
     tracking: Tracking
-    executor: Executor
+    executors: Executors  # the engine's own, when this server runs one
     settings: ServerSettings
     paths: Paths
     server_id: str

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from concurrent_mlflow.engine import logs
 from concurrent_mlflow.engine.start import start_stored_run
 from concurrent_mlflow.errors import DagValidationError, NotFoundError, Problem, RunNotFoundError
 from concurrent_mlflow.server import schemas as api
@@ -19,8 +20,8 @@ from concurrent_mlflow.server.etag import NOT_MODIFIED, json_with_etag
 from concurrent_mlflow.store import catalog, queries
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.access import Identity, Role
-from concurrent_mlflow.store.models import AttemptRow, RunRow
-from concurrent_mlflow.store.states import ACTIVE, TaskState
+from concurrent_mlflow.store.models import RunRow
+from concurrent_mlflow.store.states import TaskState
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="Run id.")]
@@ -169,28 +170,23 @@ def task_log(
     follow: bool = False,
 ) -> StreamingResponse:
     _readable_run(context, caller, run_id, "reader")
-    found = queries.find_attempt(context.store, run_id, node, partition, attempt)
-    if found is None:
-        which = f"attempt {attempt}" if attempt else "attempt"
-        raise NotFoundError(f"Run {run_id} has no {which} of {node}[{partition}] (yet).")
-    return StreamingResponse(_log_stream(context, found, follow), media_type="text/plain; charset=utf-8")
+    reader, first = logs.open_log(
+        context.store, context.executors, context.tracking, run_id, node, partition, attempt
+    )
+    stream = _follow(reader, first) if follow else iter((first,))
+    return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
 
 
-async def _log_stream(context: ServerContext, attempt: AttemptRow, follow: bool) -> AsyncIterator[bytes]:
-    """The log so far; when following, new bytes as they are written, until the attempt has ended."""
-    sent = 0
-    while True:
-        current = queries.attempt_state(context.store, attempt.id)
-        content = context.executor.read_log(attempt.handle) if attempt.handle else b""
-        if len(content) > sent:
-            yield content[sent:]
-            sent = len(content)
-        if not follow or current not in ACTIVE:
-            return
+async def _follow(reader: logs.AttemptLog, first: bytes) -> AsyncIterator[bytes]:
+    """The log so far, then new bytes as they are written, until the attempt has ended. Reads run in a
+    thread (a pod's log is an API server round trip); the waits between them hold none."""
+    if first:
+        yield first
+    while not reader.ended:
         await asyncio.sleep(FOLLOW_POLL_SECONDS)
-        if not attempt.handle:
-            refreshed = queries.find_attempt_by_id(context.store, attempt.id)
-            attempt = refreshed or attempt
+        chunk = await asyncio.to_thread(reader.more)
+        if chunk:
+            yield chunk
 
 
 def _readable_run(context: ServerContext, caller: Identity, run_id: str, role: Role) -> RunRow:
