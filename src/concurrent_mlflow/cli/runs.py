@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from concurrent_mlflow.advice import next_step
 from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overrides
 from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
 from concurrent_mlflow.errors import ConcurrentError, NotFoundError
-from concurrent_mlflow.store.queries import FailedAttempt, RunView
+from concurrent_mlflow.store.db import Store
+from concurrent_mlflow.store.queries import FailedAttempt, RunView, failed_attempts, run_view
 from concurrent_mlflow.task_log import failure_reason
 
 MAX_FAILURES_SHOWN = 20
@@ -130,8 +133,15 @@ def _follow(runs: RunBackend, run_id: str, progress: bool, title: str) -> None:
         return
     err.print(f"[red]Run {run_id} {state}[/] after {elapsed:.1f}s: {view.error or ''}")
     _print_failures(err, run_id, runs.failures(run_id), lambda child: runs.link(view, child))
-    err.print(f"Fix the cause, then: concurrent run retry {run_id}")
+    _print_next_step(err, view)
     sys.exit(1)
+
+
+def _print_next_step(out: Console, view: RunView) -> None:
+    """Retry where a retry can help; where the cause is in the run's DAG, a new run."""
+    step = next_step(view.id, view.state, [s.error for s in view.stages])
+    if step:
+        out.print(step, markup=False)
 
 
 def _announce_link(runs: RunBackend, run_id: str, announced: bool) -> bool:
@@ -188,7 +198,7 @@ def check_task(view: RunView, node: str, partition: int) -> None:
     if stage is None:
         nodes = ", ".join(s.node_id for s in view.stages) or "none yet"
         raise NotFoundError(f"Run {view.id} has no node {node!r}; its nodes are {nodes}.")
-    if not stage.partitions:  # None: not planned (pending, skipped); 0: a source, or its planning failed
+    if not stage.partitions:  # None: not planned (pending, skipped, planning failed); 0: a source
         raise NotFoundError(
             f"Node {node!r} of run {view.id} has no partitions ({stage.state}"
             f"{': ' + stage.error if stage.error else ''}), so it has no logs."
@@ -282,10 +292,17 @@ def runs_show(obj: CliContext, run_id: str) -> None:
             *(str(by_status.get(s, 0)) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED")),
         )
     console.print(table)
-    failures = _local_failures(obj, run_id) or _mlflow_failures(latest)
+    with _local_store(obj) as store:
+        view = run_view(store, run_id) if store else None
+        failures = failed_attempts(store, run_id) if store else []
     _print_failures(
-        console, run_id, failures, partial(run_url, tracking.tracking_uri, parent.info.experiment_id)
+        console,
+        run_id,
+        failures or _mlflow_failures(latest),
+        partial(run_url, tracking.tracking_uri, parent.info.experiment_id),
     )
+    if view is not None:
+        _print_next_step(console, view)
 
 
 def _latest_children(children: list[Any]) -> dict[tuple[str, int], Any]:
@@ -313,17 +330,18 @@ def _mlflow_failures(latest: dict[tuple[str, int], Any]) -> list[FailedAttempt]:
     ]
 
 
-def _local_failures(obj: CliContext, run_id: str) -> list[FailedAttempt]:
-    """The failed partitions this machine's store knows of (none if it never ran here: MLflow has no logs)."""
+@contextmanager
+def _local_store(obj: CliContext) -> Iterator[Store | None]:
+    """This machine's store, where runs that ran here keep their failures and advice (MLflow has neither)."""
     from concurrent_mlflow.store import open_store
-    from concurrent_mlflow.store.queries import failed_attempts
 
     url = obj.paths.store_url
     if "://" not in url and not Path(url).exists():
-        return []  # never create a store just to read it
+        yield None  # never create a store just to read it
+        return
     store = open_store(url)
     try:
-        return failed_attempts(store, run_id)
+        yield store
     finally:
         store.close()
 
@@ -349,3 +367,4 @@ def _show_remote(obj: CliContext, run_id: str) -> None:
         table.add_row(stage.node_id, stage.state, str(stage.partitions or 0), *map(str, counts))
     console.print(table)
     _print_failures(console, run_id, runs.failures(run_id), lambda child: runs.link(view, child))
+    _print_next_step(console, view)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from concurrent_mlflow.advice import planning_failure
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
 from concurrent_mlflow.engine.planning import Planner
@@ -39,7 +40,7 @@ from concurrent_mlflow.policy import ExecutionPolicy
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
-from concurrent_mlflow.store.states import ACTIVE, TERMINAL
+from concurrent_mlflow.store.states import ACTIVE, TERMINAL, AttemptState, RunState, StageState
 from concurrent_mlflow.tracking import Tracking, partition_params
 
 log = logging.getLogger("concurrent.engine")
@@ -184,13 +185,13 @@ class Engine:
         for task, attempt in reads.active_attempts(self.store, run_id):
             if attempt.handle:
                 self._executor(attempt).cancel(attempt.handle)
-            self._end_attempt(task, attempt, S.CANCELLED, None, reason, mlflow_status="KILLED")
+            self._end_attempt(task, attempt, AttemptState.CANCELLED, None, reason, mlflow_status="KILLED")
         for stage in reads.stages(self.store, run_id):
             if stage.state not in TERMINAL:
-                tx.end_stage(self.store, run_id, stage.node_id, S.CANCELLED, reason)
+                tx.end_stage(self.store, run_id, stage.node_id, StageState.CANCELLED, reason)
         run = reads.run(self.store, run_id)
         if run.state not in TERMINAL:
-            tx.finish_run(self.store, run_id, S.CANCELLED, reason)
+            tx.finish_run(self.store, run_id, RunState.CANCELLED, reason)
         if run.mlflow_run_id:
             self.tracking.terminate(run.mlflow_run_id, "KILLED")
 
@@ -241,7 +242,8 @@ class Engine:
             elif attempt.executor != KUBERNETES and self._timed_out(run.id, task, attempt):
                 self.executor.cancel(attempt.handle)  # (Kubernetes pods have their own deadline)
                 timeout = self._dag(run.id).timeout(self._task_node(run.id, task))
-                self._end_attempt(task, attempt, S.FAILED, None, f"timed out after {timeout:g}s", "KILLED")
+                error = f"timed out after {timeout:g}s"
+                self._end_attempt(task, attempt, AttemptState.FAILED, None, error, "KILLED")
         self._in_parallel(work)
         for node_id, pairs in unfinished_stages.items():
             self._launch_stage(
@@ -277,18 +279,20 @@ class Engine:
         assert attempt.mlflow_run_id
         child_status = self.tracking.status(attempt.mlflow_run_id)
         if seen.exit_code == 0 and child_status == "FINISHED":
-            self._end_attempt(task, attempt, S.SUCCEEDED, 0, None, "FINISHED", child_status)
+            self._end_attempt(task, attempt, AttemptState.SUCCEEDED, 0, None, "FINISHED", child_status)
         elif seen.phase == "lost" and child_status == "FINISHED":
-            self._end_attempt(task, attempt, S.SUCCEEDED, None, None, "FINISHED", child_status)
+            self._end_attempt(task, attempt, AttemptState.SUCCEEDED, None, None, "FINISHED", child_status)
         else:
             detail = seen.detail or f"the worker exited 0 but its MLflow run is {child_status}"
-            self._end_attempt(task, attempt, S.FAILED, seen.exit_code, detail, "FAILED", child_status)
+            self._end_attempt(
+                task, attempt, AttemptState.FAILED, seen.exit_code, detail, "FAILED", child_status
+            )
 
     def _end_attempt(
         self,
         task: TaskRow,
         attempt: AttemptRow,
-        state: TaskState,
+        state: AttemptState,
         exit_code: int | None,
         error: str | None,
         mlflow_status: str,
@@ -300,7 +304,7 @@ class Engine:
             self.tracking.terminate(attempt.mlflow_run_id, mlflow_status, current=current_status)
         # A Kubernetes attempt has used its retries already (backoffLimitPerIndex): no second round here.
         retried_inside = attempt.executor == KUBERNETES and attempt.handle
-        retry_in = self._retry_delay(task) if state == S.FAILED and not retried_inside else None
+        retry_in = self._retry_delay(task) if state == AttemptState.FAILED and not retried_inside else None
         if error and retry_in is not None:
             log.info(
                 "%s[%d] attempt %d failed (%s); retrying in %.0fs",
@@ -355,9 +359,12 @@ class Engine:
             if first is not None:
                 error = f"{unsucceeded} of {total} partition(s) failed; "
                 error += f"partition {first.partition}: {first.error}"
-                tx.end_stage(self.store, run_id, stage.node_id, S.FAILED, error)
+                tx.end_stage(self.store, run_id, stage.node_id, StageState.FAILED, error)
+            elif total == 0:  # planned with no partitions by an older version: a retry plans it again
+                error = "it has no partitions to run; `concurrent run retry` plans it again"
+                tx.end_stage(self.store, run_id, stage.node_id, StageState.FAILED, error)
             else:
-                tx.end_stage(self.store, run_id, stage.node_id, S.SUCCEEDED)
+                tx.end_stage(self.store, run_id, stage.node_id, StageState.SUCCEEDED)
 
     def _plan_ready(self, run: RunRow) -> None:
         """Skip stages downstream of a failure, start or record plans of stages whose upstream stages
@@ -377,7 +384,7 @@ class Engine:
             bad = [u for u in dag.upstream(node_id) if states[u] in (S.FAILED, S.SKIPPED, S.CANCELLED)]
             if bad:
                 reason = f"skipped: upstream {', '.join(bad)} did not succeed"
-                tx.end_stage(self.store, run.id, node_id, S.SKIPPED, reason)
+                tx.end_stage(self.store, run.id, node_id, StageState.SKIPPED, reason)
                 changed = True
             elif all(states[u] == S.SUCCEEDED for u in dag.upstream(node_id)):
                 changed = self._plan(run, dag, node_id, partitions) or changed
@@ -395,12 +402,13 @@ class Engine:
             return False  # the run is being cancelled; the cancel ends the stage
         except ConcurrentError as exc:
             log.error("cannot plan %s: %s", node_id, exc)
-            tx.plan_stage(self.store, run.id, node_id, [])
-            tx.end_stage(self.store, run.id, node_id, S.FAILED, f"planning failed: {exc}")
+            # No partitions recorded: the stage stays unplanned, so a retry plans it again.
+            tx.end_stage(self.store, run.id, node_id, StageState.FAILED, planning_failure(exc))
             return True
-        tx.plan_stage(self.store, run.id, node_id, input_bytes)
         if isinstance(dag.node(node_id), SourceNode):
-            tx.end_stage(self.store, run.id, node_id, S.SUCCEEDED)
+            tx.settle_source(self.store, run.id, node_id)
+        else:
+            tx.plan_stage(self.store, run.id, node_id, input_bytes)
         return True
 
     def _make_plan(
@@ -545,7 +553,7 @@ class Engine:
             if partition in children:
                 self.tracking.terminate(children[partition], "FAILED")
             retry_in = self._retry_delay(task)
-            tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=error, retry_in=retry_in)
+            tx.end_attempt(self.store, attempt_id, state=AttemptState.FAILED, error=error, retry_in=retry_in)
         tx.attach_handles(self.store, {by_partition[p][1]: handle for p, handle in submitted.handles.items()})
 
     def _launch(
@@ -581,7 +589,9 @@ class Engine:
             log.error("%s[%d]: could not start: %s", task.node_id, task.partition, exc)
             self.tracking.terminate(child, "FAILED")
             retry_in = self._retry_delay(task)
-            tx.end_attempt(self.store, attempt_id, state=S.FAILED, error=str(exc), retry_in=retry_in)
+            tx.end_attempt(
+                self.store, attempt_id, state=AttemptState.FAILED, error=str(exc), retry_in=retry_in
+            )
             return
         tx.attach_handle(self.store, attempt_id, handle, log_path)
 
@@ -612,12 +622,11 @@ class Engine:
         if status not in ("FINISHED", "FAILED", "KILLED"):
             return False
         if status == "FINISHED":
-            tx.end_attempt(self.store, attempt_id, state=S.SUCCEEDED)
+            tx.end_attempt(self.store, attempt_id, state=AttemptState.SUCCEEDED)
         else:
             error = f"the worker ended while no engine was watching; its MLflow run is {status}"
-            tx.end_attempt(
-                self.store, attempt_id, state=S.FAILED, error=error, retry_in=self._retry_delay(task)
-            )
+            retry_in = self._retry_delay(task)
+            tx.end_attempt(self.store, attempt_id, state=AttemptState.FAILED, error=error, retry_in=retry_in)
         return True
 
     def _task_env(self, run: RunRow, remote: bool = False) -> dict[str, str]:
@@ -631,13 +640,15 @@ class Engine:
         stages = reads.stages(self.store, run_id)
         if any(s.state not in TERMINAL for s in stages):
             return False
-        failed = [s for s in stages if s.state != S.SUCCEEDED]
-        state = S.FAILED if failed else S.SUCCEEDED
+        failed = [s for s in stages if s.state != StageState.SUCCEEDED]
+        state = RunState.FAILED if failed else RunState.SUCCEEDED
         error = "; ".join(f"{s.node_id}: {s.error or s.state}" for s in failed if s.state == S.FAILED) or None
         tx.finish_run(self.store, run_id, state, error)
         run = reads.run(self.store, run_id)
         if run.mlflow_run_id:
-            self.tracking.terminate(run.mlflow_run_id, "FINISHED" if state == S.SUCCEEDED else "FAILED")
+            self.tracking.terminate(
+                run.mlflow_run_id, "FINISHED" if state == RunState.SUCCEEDED else "FAILED"
+            )
         return True
 
     # -- cached reads -----------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ column, and each transition is one transaction.
 
 from concurrent_mlflow.store.db import Store, open_store
 from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow
-from concurrent_mlflow.store.states import ACTIVE, TERMINAL, RunState, StageState, TaskState
+from concurrent_mlflow.store.states import ACTIVE, TERMINAL, AttemptState, RunState, StageState, TaskState
 
 __all__ = [
     "ACTIVE",
     "TERMINAL",
     "AttemptRow",
+    "AttemptState",
     "RunRow",
     "RunState",
     "StageRow",
