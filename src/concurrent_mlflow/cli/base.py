@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from concurrent_mlflow import local_mlflow
+from concurrent_mlflow.cli.lazy import LazyGroup
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.settings import Paths
 
@@ -77,7 +78,7 @@ def _data_dirs(paths: Paths) -> list[tuple[str, Path]]:
     return [*dirs, ("CONCURRENT_HOME", paths.home)]
 
 
-class _MainGroup(click.Group):
+class _MainGroup(LazyGroup):
     """Turns our errors, and a data dir we cannot write, into a clean message and exit code 1 instead of
     a traceback."""
 
