@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -17,8 +17,10 @@ from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overri
 from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
 from concurrent_mlflow.errors import ConcurrentError, NotFoundError
-from concurrent_mlflow.store.queries import FailedAttempt, RunView
 from concurrent_mlflow.task_log import failure_reason
+
+if TYPE_CHECKING:  # the store is imported by the commands that use it
+    from concurrent_mlflow.store.queries import FailedAttempt, RunView
 
 MAX_FAILURES_SHOWN = 20
 
@@ -302,6 +304,7 @@ def _latest_children(children: list[Any]) -> dict[tuple[str, int], Any]:
 def _mlflow_failures(latest: dict[tuple[str, int], Any]) -> list[FailedAttempt]:
     """Failed partitions as MLflow records them, for a run this machine's store does not hold (no error
     text or log path there: `concurrent logs` or the child run's artifacts have the log)."""
+    from concurrent_mlflow.store.queries import FailedAttempt
     from concurrent_mlflow.tracking import TAG_PREFIX
 
     return [
