@@ -12,7 +12,8 @@ many processes of one machine do it at the same moment:
   place, so nobody ever sees half a checkout; a commit that is already checked out resolves without any
   network access (a worker with a warm cache does not depend on the git server being up).
 
-MLproject files are read with MLflow's own loader, so we accept exactly what `mlflow run` accepts, and
+MLproject files are read as MLflow's own loader reads them (`mlproject`: without importing MLflow for plain
+files, by MLflow itself for the rest), so we accept exactly what `mlflow run` accepts, and
 `check_parameters` lets the DAG validator name a typo'd entry point or parameter before any task starts.
 """
 
@@ -30,10 +31,10 @@ import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import yaml
 
+from concurrent_mlflow import mlproject
 from concurrent_mlflow.errors import ProjectError
 
 GIT_TIMEOUT_S = 300.0
@@ -349,12 +350,17 @@ def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpe
         raise ProjectError(f"cannot read the project directory {work_dir}: {exc}") from exc
     if not found:
         raise ProjectError(f"no MLproject file in {work_dir}; a project node needs an MLflow Project")
+    spec = mlproject.load_plain(work_dir) or _load_with_mlflow(work_dir)
+    entry_points = {str(name): _entry_point(ep, work_dir) for name, ep in spec.entry_points.items()}
+    name = None if spec.name is None else str(spec.name)
+    return name, entry_points, _env_type(spec)
+
+
+def _load_with_mlflow(work_dir: Path) -> mlproject.Project:
     from mlflow.exceptions import MlflowException
-    from mlflow.projects import _project_spec
 
     try:
-        spec: Any = _project_spec.load_project(str(work_dir))  # type: ignore[no-untyped-call]
-        raw_entry_points = dict(spec._entry_points)
+        return mlproject.from_mlflow(work_dir)
     except (MlflowException, yaml.YAMLError, OSError) as exc:
         raise ProjectError(f"MLflow cannot read the MLproject file in {work_dir}: {exc}") from exc
     except (AttributeError, TypeError, ValueError) as exc:  # YAML, but not shaped like an MLproject
@@ -362,12 +368,9 @@ def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpe
             f"MLflow cannot read the MLproject file in {work_dir} ({exc}); it must be a YAML mapping such as "
             "`entry_points: {main: {parameters: {alpha: float}, command: ...}}`"
         ) from exc
-    entry_points = {str(name): _entry_point(ep, work_dir) for name, ep in raw_entry_points.items()}
-    name = None if spec.name is None else str(spec.name)
-    return name, entry_points, _env_type(spec)
 
 
-def _entry_point(entry_point: Any, work_dir: Path) -> EntryPointSpec:
+def _entry_point(entry_point: mlproject.EntryPoint, work_dir: Path) -> EntryPointSpec:
     if not isinstance(entry_point.command, str) or not entry_point.command.strip():
         raise ProjectError(
             f"entry point {entry_point.name!r} of the MLproject in {work_dir} has no `command`; add one"
@@ -379,11 +382,11 @@ def _entry_point(entry_point: Any, work_dir: Path) -> EntryPointSpec:
     return EntryPointSpec(str(entry_point.name), parameters, entry_point.command)
 
 
-def _env_type(spec: Any) -> str:
+def _env_type(spec: mlproject.Project) -> str:
     if spec.env_type == "docker_env":
         return "docker"
     # MLflow reports python_env even when the MLproject names no environment file; we call that "none".
-    return _ENV_TYPES.get(spec.env_type, "none") if spec.env_config_path else "none"
+    return _ENV_TYPES.get(spec.env_type or "", "none") if spec.env_config_path else "none"
 
 
 # --- parameter checks --------------------------------------------------------------------------------------
@@ -419,13 +422,8 @@ def _value_problems(spec: EntryPointSpec, param: ParameterSpec, value: object) -
         return [] if _is_float(value) else [f"{where} must be a number (MLproject type float), got {value!r}"]
     if param.type in ("path", "uri") and not text.strip():
         return [f"{where} must not be empty (MLproject type {param.type})"]
-    from mlflow.exceptions import MlflowException
-    from mlflow.projects._project_spec import Parameter
-
-    try:  # MLflow's own check, as `mlflow run` makes it before downloading anything (uri needs a scheme)
-        Parameter(param.name, {"type": param.type}).compute_value(text, None, 0)  # type: ignore[no-untyped-call]
-    except MlflowException as exc:
-        return [f"{where}: {exc.message}"]
+    if param.type == "uri" and (problem := mlproject.uri_problem(param.name, text)):
+        return [f"{where}: {problem}"]  # MLflow's own check, as `mlflow run` makes it before downloading
     return []
 
 

@@ -27,13 +27,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import fsspec
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from concurrent_mlflow.errors import SourceError, UnsafePathError
 from concurrent_mlflow.globs import compile_glob
 from concurrent_mlflow.manifest import InputItem
+
+if TYPE_CHECKING:  # imported where used: validating a DAG (which imports the planner) need not pay for it
+    import fsspec
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ def list_source(
 
 def open_filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem for `uri` and the path within it; SourceError if the scheme is unknown."""
+    import fsspec
+
     try:
         fs, path = fsspec.core.url_to_fs(uri)
     except ImportError as exc:
@@ -161,11 +164,15 @@ def local_path(uri: str, base_dir: Path) -> Path | None:
 
 
 def _is_local(uri: str) -> bool:
+    import fsspec
+
     protocol, _ = fsspec.core.split_protocol(uri)
     return protocol in (None, "file", "local")
 
 
 def _local_file(uri: str) -> Path:
+    import fsspec
+
     protocol, path = fsspec.core.split_protocol(uri)
     if protocol is not None and path.startswith("localhost/"):
         path = path.removeprefix("localhost")

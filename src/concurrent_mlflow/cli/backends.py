@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from concurrent_mlflow.cli.base import CliContext, run_url
-from concurrent_mlflow.client import ApiClient
 from concurrent_mlflow.dag import Dag, apply_overrides, load_dag
 from concurrent_mlflow.errors import RunNotFoundError
-from concurrent_mlflow.store.queries import FailedAttempt, RunView
+
+if TYPE_CHECKING:  # the API client and the store are imported by the commands that use them
+    from concurrent_mlflow.client import ApiClient
+    from concurrent_mlflow.store.queries import FailedAttempt, RunView
 
 ENDED = ("succeeded", "failed", "cancelled")
 LOG_POLL_SECONDS = 0.5

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from concurrent_mlflow import local_mlflow
+from concurrent_mlflow.cli.lazy import LazyGroup
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.settings import Paths
 
@@ -25,6 +25,8 @@ class CliContext:
         self.paths, self.server, self.token = paths, server, token
 
     def tracking_uri(self) -> str:
+        from concurrent_mlflow import local_mlflow
+
         return local_mlflow.tracking_uri(self.paths.mlflow)
 
     def api(self) -> ApiClient:
@@ -77,7 +79,7 @@ def _data_dirs(paths: Paths) -> list[tuple[str, Path]]:
     return [*dirs, ("CONCURRENT_HOME", paths.home)]
 
 
-class _MainGroup(click.Group):
+class _MainGroup(LazyGroup):
     """Turns our errors, and a data dir we cannot write, into a clean message and exit code 1 instead of
     a traceback."""
 

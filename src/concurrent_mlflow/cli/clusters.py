@@ -11,7 +11,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 from rich.markup import escape
@@ -19,9 +19,11 @@ from rich.table import Table
 
 from concurrent_mlflow import kubeconfig
 from concurrent_mlflow.cli.base import CliContext, console, err
-from concurrent_mlflow.client import ApiClient
-from concurrent_mlflow.store.clusters import Cluster
-from concurrent_mlflow.store.crypto import Cipher
+
+if TYPE_CHECKING:  # the store, its cipher and the API client are imported by the commands that use them
+    from concurrent_mlflow.client import ApiClient
+    from concurrent_mlflow.store.clusters import Cluster
+    from concurrent_mlflow.store.crypto import Cipher
 
 MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]unchecked[/]"}
 
@@ -316,6 +318,8 @@ def _check(clusters: ClusterBackend, name: str, *, fail: bool) -> None:
 
 
 def _from_api(item: dict[str, Any]) -> Cluster:
+    from concurrent_mlflow.store.clusters import Cluster
+
     fields = {**item}
     for key in ("created_at", "checked_at"):
         fields[key] = datetime.fromisoformat(item[key]) if item.get(key) else None

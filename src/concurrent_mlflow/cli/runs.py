@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -19,9 +19,11 @@ from concurrent_mlflow.cli.backends import RunBackend, backend, load_with_overri
 from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
 from concurrent_mlflow.errors import ConcurrentError, NotFoundError
-from concurrent_mlflow.store.db import Store
-from concurrent_mlflow.store.queries import FailedAttempt, RunView, failed_attempts, run_view
 from concurrent_mlflow.task_log import failure_reason
+
+if TYPE_CHECKING:  # the store is imported by the commands that use it
+    from concurrent_mlflow.store.db import Store
+    from concurrent_mlflow.store.queries import FailedAttempt, RunView
 
 MAX_FAILURES_SHOWN = 20
 
@@ -292,6 +294,8 @@ def runs_show(obj: CliContext, run_id: str) -> None:
             *(str(by_status.get(s, 0)) for s in ("FINISHED", "RUNNING", "FAILED", "KILLED")),
         )
     console.print(table)
+    from concurrent_mlflow.store.queries import failed_attempts, run_view
+
     with _local_store(obj) as store:
         view = run_view(store, run_id) if store else None
         failures = failed_attempts(store, run_id) if store else []
@@ -319,6 +323,7 @@ def _latest_children(children: list[Any]) -> dict[tuple[str, int], Any]:
 def _mlflow_failures(latest: dict[tuple[str, int], Any]) -> list[FailedAttempt]:
     """Failed partitions as MLflow records them, for a run this machine's store does not hold (no error
     text or log path there: `concurrent logs` or the child run's artifacts have the log)."""
+    from concurrent_mlflow.store.queries import FailedAttempt
     from concurrent_mlflow.tracking import TAG_PREFIX
 
     return [
