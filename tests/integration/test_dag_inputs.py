@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from concurrent_mlflow.tracking import Tracking
 from tests.integration.conftest import RunDag
 
 pytestmark = pytest.mark.integration
@@ -83,10 +84,9 @@ edges:
     assert sorted(p.split("/", 1)[1] for p in summary["inputs"]["upper"]) == sorted(
         f"text/day-{i % 2}/f{i}.txt.out" for i in range(6)
     )
-    manifest = json.loads(
-        done.artifact_text(done.view.mlflow_run_id or "", "plan/upper/manifests/000000.json", tmp_path / "m")
-    )
-    assert all(item["uri"].startswith(f"s3://{bucket}/incoming/") for item in manifest["inputs"]["text"])
+    tracking, parent = Tracking(os.environ["MLFLOW_TRACKING_URI"]), done.view.mlflow_run_id or ""
+    manifest = tracking.read_manifest(parent, "upper", 0, tracking.read_spec(parent, "upper"))
+    assert all(item.uri.startswith(f"s3://{bucket}/incoming/") for item in manifest.inputs["text"])
 
 
 def test_inference_node_scores_each_partition_with_a_registered_model(
