@@ -26,7 +26,7 @@ from pathlib import Path
 
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
-from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.errors import ConcurrentError, DriverLostError
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.manifest import InputItem
@@ -66,8 +66,11 @@ def new_run(
     created_by: str | None = None,
     schedule_id: int | None = None,
     window: tuple[datetime, datetime] | None = None,
+    driver: str | None = None,
+    driver_ttl: timedelta = timedelta(0),
 ) -> str:
-    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest."""
+    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest. A run
+    with a `driver` is driven by that process (`engine.orphans`), else by the server's engine."""
     return tx.create_run(
         store,
         dag_name=dag.name,
@@ -79,6 +82,8 @@ def new_run(
         created_by=created_by,
         schedule_id=schedule_id,
         window=window,
+        driver=driver,
+        driver_ttl=driver_ttl,
     )
 
 
@@ -108,9 +113,19 @@ class Engine:
     def create_run(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
         return new_run(self.store, dag, base_dir=base_dir, overrides=overrides)
 
-    def start(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
+    def start(
+        self,
+        dag: Dag,
+        *,
+        base_dir: Path,
+        overrides: Mapping[str, str],
+        driver: str | None = None,
+        driver_ttl: timedelta = timedelta(0),
+    ) -> str:
         """Record a new run and open its MLflow parent run at once (so its link can be shown)."""
-        run_id = self.create_run(dag, base_dir=base_dir, overrides=overrides)
+        run_id = new_run(
+            self.store, dag, base_dir=base_dir, overrides=overrides, driver=driver, driver_ttl=driver_ttl
+        )
         self._open(reads.run(self.store, run_id))
         return run_id
 
@@ -121,6 +136,8 @@ class Engine:
                 if on_tick:
                     on_tick()
                 time.sleep(self.settings.poll_interval)
+        except DriverLostError:  # another command settled the run (or drives it now): its tasks are not ours
+            raise
         except KeyboardInterrupt:
             self.cancel(run_id, "cancelled by the user (Ctrl-C)")
             raise
