@@ -7,10 +7,16 @@ import os
 import socket
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from tests.unit.test_store_control_plane import all_at_once
 
+from concurrent_mlflow.cli.backends import LocalRuns
+from concurrent_mlflow.cli.base import CliContext
 from concurrent_mlflow.engine import orphans, reads
+from concurrent_mlflow.errors import ConflictError
+from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import TaskState, drivers
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.db import Store
@@ -81,3 +87,17 @@ def test_of_commands_settling_one_orphan_exactly_one_takes_it_over(store: Store)
     tx.finish_run(store, run_id, TaskState.FAILED)
     assert drivers.take_ended(store, run_id, None, TTL)  # `run retry` on a server hands it to the server
     assert drivers.driver_of(store, run_id) is None
+
+
+def test_retrying_a_run_a_live_process_drives_names_that_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # never called: nothing to settle
+    monkeypatch.delenv("CONCURRENT_STORE", raising=False)
+    runs = LocalRuns(CliContext(Paths(tmp_path / "home")), None)
+    try:
+        run_id = new_run(runs.store, "cli:elsewhere:4242:1")
+        with pytest.raises(ConflictError, match="driven by `concurrent run` pid 4242 on elsewhere"):
+            runs.retry(run_id)
+    finally:
+        runs.close()

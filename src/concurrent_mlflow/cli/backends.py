@@ -13,7 +13,7 @@ from typing import Protocol
 from concurrent_mlflow.cli.base import CliContext, err, run_url
 from concurrent_mlflow.client import ApiClient
 from concurrent_mlflow.dag import Dag, apply_overrides, load_dag
-from concurrent_mlflow.errors import NotFoundError, RunNotFoundError
+from concurrent_mlflow.errors import ConflictError, NotFoundError, RunNotFoundError
 from concurrent_mlflow.store.queries import FailedAttempt, RunView
 
 ENDED = ("succeeded", "failed", "cancelled")
@@ -84,8 +84,22 @@ class LocalRuns:
         from concurrent_mlflow.store import drivers
 
         self.settle_orphans()  # an orphaned run_id ends failed here, and so can be retried
-        drivers.take_ended(self.store, run_id, self.me, DRIVER_TTL)  # (an open run keeps its driver)
+        if not drivers.take_ended(self.store, run_id, self.me, DRIVER_TTL):
+            self._refuse_open(run_id)
         return self.engine.retry(run_id)
+
+    def _refuse_open(self, run_id: str) -> None:
+        """A run still open has a live driver: name it, and what to do."""
+        from concurrent_mlflow.engine import orphans
+        from concurrent_mlflow.store import drivers
+
+        view = self.view(run_id)  # (an unknown run id is reported as such)
+        driver = drivers.driver_of(self.store, run_id)
+        who = orphans.describe(driver) if driver else "the server holding the engine lease"
+        raise ConflictError(
+            f"Run {run_id} is still {view.state}, driven by {who}; retry it once it has ended, "
+            f"or stop it first with `concurrent runs cancel {run_id}`."
+        )
 
     def view(self, run_id: str) -> RunView:
         from concurrent_mlflow.store.queries import run_view
