@@ -245,8 +245,11 @@ class _Lease:
                 f"{describe(drivers.driver_of(self.engine.store, self.run_id) or 'the server')}); "
                 "its lease lapsed and another command settled it. `concurrent runs show` tells its state."
             )
-        for settled in settle_orphans(self.engine, self.me):
-            self.report(settled.message())
+        try:
+            for settled in settle_orphans(self.engine, self.me):
+                self.report(settled.message())
+        except Exception:  # another run's trouble (MLflow away, say) must not stop this one: next time
+            log.exception("could not settle an orphaned run; trying again in %.0fs", RENEW_SECONDS)
         self._say_if_waiting()
 
     def _say_if_waiting(self) -> None:
