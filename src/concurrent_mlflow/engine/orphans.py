@@ -141,7 +141,7 @@ def settle(engine: Engine, orphan: Orphan, me: str, *, cancel: bool = False) -> 
     if not drivers.take_over(store, orphan.run_id, me, DRIVER_TTL, dead=orphan.driver):
         return None
     reason = f"its driver, {describe(orphan.driver)}, died"
-    log.warning("run %s: %s; settling it", orphan.run_id, reason)
+    log.info("run %s: %s; settling it", orphan.run_id, reason)  # the caller reports what was done
     run = reads.run(store, orphan.run_id)
     end = S.CANCELLED if cancel else S.FAILED
     stopped = sum(
