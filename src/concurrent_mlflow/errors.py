@@ -17,6 +17,7 @@ ConcurrentError                 base: a message that says what was wrong, where,
 │   ├── ClusterNotFoundError    no registered cluster by that name
 │   └── ScheduleNotFoundError   no schedule with that id
 ├── ConflictError               the request clashes with what is stored (a name taken, a run still going)
+│   └── DriverLostError         this process no longer drives its run: another command settled it
 ├── AuthenticationError         no valid bearer token
 ├── PermissionDeniedError       the token's user lacks the role the action needs
 └── PolicyError                 the server's execution policy refuses a path or a local task (names each)
@@ -110,6 +111,11 @@ class ScheduleNotFoundError(NotFoundError):
 
 class ConflictError(ConcurrentError):
     pass
+
+
+class DriverLostError(ConflictError):
+    """This process's lease on its run lapsed and another command settled (or now drives) the run: stop
+    driving it, and touch none of its tasks."""
 
 
 class AuthenticationError(ConcurrentError):

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from concurrent_mlflow.cli.base import CliContext, run_url
+from concurrent_mlflow.cli.base import CliContext, err, run_url
 from concurrent_mlflow.dag import Dag, apply_overrides, load_dag
-from concurrent_mlflow.errors import RunNotFoundError
+from concurrent_mlflow.errors import ConflictError, RunNotFoundError
 
 if TYPE_CHECKING:  # the API client and the store are imported by the commands that use them
     from concurrent_mlflow.client import ApiClient
@@ -47,21 +47,61 @@ def load_with_overrides(dag_file: Path, overrides: dict[str, str]) -> Dag:
 
 
 class LocalRuns:
+    """This process drives the run (holding its driver lease), and first settles runs whose driver died."""
+
     def __init__(self, obj: CliContext, max_parallel: int | None) -> None:
+        from concurrent_mlflow.engine import orphans
         from concurrent_mlflow.runner import open_engine
 
         self.obj = obj
         self.engine, self.store = open_engine(obj.paths, obj.tracking_uri(), max_parallel)
+        self.me = orphans.this_process("cli")
+
+    def settle_orphans(self, cancelling: str | None = None) -> list[str]:
+        """Settle runs whose driver died, one line each on stderr; the ids of those settled."""
+        from concurrent_mlflow.engine import orphans
+
+        settled = orphans.settle_orphans(self.engine, self.me, cancelling)
+        for done in settled:
+            _report(done.message())
+        return [done.run_id for done in settled]
+
+    def close(self) -> None:
+        self.engine.close()
+        self.store.close()
 
     def start(self, dag_file: Path, dag: Dag, overrides: dict[str, str]) -> str:
+        from concurrent_mlflow.engine.orphans import DRIVER_TTL
         from concurrent_mlflow.plan import check_projects
 
         base_dir = dag_file.resolve().parent
         check_projects(dag, base_dir=base_dir, cache_dir=self.obj.paths.cache)
-        return self.engine.start(dag, base_dir=base_dir, overrides=overrides)
+        self.settle_orphans()  # their tasks would otherwise hold slots this run needs
+        return self.engine.start(
+            dag, base_dir=base_dir, overrides=overrides, driver=self.me, driver_ttl=DRIVER_TTL
+        )
 
     def retry(self, run_id: str) -> int:
+        from concurrent_mlflow.engine.orphans import DRIVER_TTL
+        from concurrent_mlflow.store import drivers
+
+        self.settle_orphans()  # an orphaned run_id ends failed here, and so can be retried
+        if not drivers.take_ended(self.store, run_id, self.me, DRIVER_TTL):
+            self._refuse_open(run_id)
         return self.engine.retry(run_id)
+
+    def _refuse_open(self, run_id: str) -> None:
+        """A run still open has a live driver: name it, and what to do."""
+        from concurrent_mlflow.engine import orphans
+        from concurrent_mlflow.store import drivers
+
+        view = self.view(run_id)  # (an unknown run id is reported as such)
+        driver = drivers.driver_of(self.store, run_id)
+        who = orphans.describe(driver) if driver else "the server holding the engine lease"
+        raise ConflictError(
+            f"Run {run_id} is still {view.state}, driven by {who}; retry it once it has ended, "
+            f"or stop it first with `concurrent runs cancel {run_id}`."
+        )
 
     def view(self, run_id: str) -> RunView:
         from concurrent_mlflow.store.queries import run_view
@@ -72,12 +112,17 @@ class LocalRuns:
         return found
 
     def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
-        return self.engine.run_until_done(run_id, on_tick=on_update)
+        from concurrent_mlflow.engine import orphans
+
+        return orphans.drive(self.engine, run_id, self.me, on_update, report=_report)
 
     def cancel(self, run_id: str, reason: str) -> bool:
+        """Ask the run's driver to cancel it; an orphan has none, so it is cancelled here and now."""
         from concurrent_mlflow.store import transitions as tx
 
-        return tx.request_cancel(self.store, run_id, reason)
+        return run_id in self.settle_orphans(cancelling=run_id) or tx.request_cancel(
+            self.store, run_id, reason
+        )
 
     def failures(self, run_id: str) -> list[FailedAttempt]:
         from concurrent_mlflow.store.queries import failed_attempts
@@ -99,6 +144,10 @@ class LocalRuns:
             self.store, engine.executors, engine.tracking, run_id, node, partition, attempt
         )
         return logs.follow(reader, first, LOG_POLL_SECONDS) if follow else iter((first,))
+
+
+def _report(message: str) -> None:
+    err.print(f"[yellow]{message}[/]")
 
 
 class RemoteRuns:

@@ -55,6 +55,11 @@ def run() -> None:
     Shows a live progress bar per node, prints the MLflow URL of the parent run, and exits non-zero
     naming the failing node, partition and log when the run fails. Ctrl-C cancels the run. With
     --server the run executes on that server (the DAG is stored there as a new version first).
+
+    This process drives the run and holds a lease on it. If it dies (kill -9, a closed terminal), the
+    next `concurrent` command on this home settles the run at once: partitions that finished keep their
+    outputs, workers still running are stopped, and the run ends failed; `concurrent run retry RUN_ID`
+    then redoes only the unfinished partitions.
     """
 
 
@@ -99,7 +104,8 @@ def start_run(
 @click.option("--progress/--no-progress", default=True)
 @click.pass_obj
 def run_retry(obj: CliContext, run_id: str, max_parallel: int | None, progress: bool) -> None:
-    """Re-run only what failed in RUN_ID; succeeded partitions keep their outputs."""
+    """Re-run only what failed in RUN_ID; succeeded partitions keep their outputs. A run whose driver
+    died is settled first (its running workers stopped), then retried."""
     runs = backend(obj, max_parallel)
     reset = runs.retry(run_id)
     _follow(runs, run_id, progress, f"Retrying run {run_id} ({reset} partition(s) to redo)")
@@ -221,16 +227,26 @@ def runs() -> None:
 @click.argument("run_id")
 @click.pass_obj
 def runs_cancel(obj: CliContext, run_id: str) -> None:
-    """Cancel RUN_ID: its engine stops the running tasks and marks their MLflow runs KILLED."""
-    asked = backend(obj).cancel(run_id, "cancelled with `concurrent runs cancel`")
-    click.echo(f"Cancelling run {run_id}." if asked else f"Run {run_id} had already ended.")
+    """Cancel RUN_ID: its driver stops the running tasks and marks their MLflow runs KILLED. A run whose
+    driver died is cancelled here and now (its workers stopped)."""
+    runs = backend(obj)
+    asked = runs.cancel(run_id, "cancelled with `concurrent runs cancel`")
+    if not asked:
+        click.echo(f"Run {run_id} had already ended.")
+    elif runs.view(run_id).state == "cancelled":
+        click.echo(f"Run {run_id} is cancelled.")
+    else:
+        click.echo(f"Cancelling run {run_id}: its driver is stopping its tasks.")
 
 
 @runs.command("list")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.pass_obj
 def runs_list(obj: CliContext, limit: int) -> None:
-    """The latest DAG runs: from the server with --server, else from MLflow (parent runs we tagged)."""
+    """The latest DAG runs: from the server with --server, else from MLflow (parent runs we tagged).
+    Runs on this home whose driver died are settled first."""
+    if not obj.server:
+        _settle_orphans(obj)
     table = Table()
     for column in ("run", "DAG", "status", "started", "MLflow run id"):
         table.add_column(column)
@@ -267,6 +283,7 @@ def runs_show(obj: CliContext, run_id: str) -> None:
     if obj.server:
         _show_remote(obj, run_id)
         return
+    _settle_orphans(obj)
     from concurrent_mlflow.tracking import TAG_PREFIX, Tracking
 
     tracking = Tracking(obj.tracking_uri())
@@ -333,6 +350,20 @@ def _mlflow_failures(latest: dict[tuple[str, int], Any]) -> list[FailedAttempt]:
         for (node, partition), c in sorted(latest.items())
         if c.info.status == "FAILED"
     ]
+
+
+def _settle_orphans(obj: CliContext) -> None:
+    """Runs on this home whose driver died are settled by the next command, a look at the runs included."""
+    from concurrent_mlflow.cli.backends import LocalRuns
+
+    url = obj.paths.store_url
+    if "://" not in url and not Path(url).exists():
+        return  # never create a store just to read it
+    local = LocalRuns(obj, None)
+    try:
+        local.settle_orphans()
+    finally:
+        local.close()
 
 
 @contextmanager

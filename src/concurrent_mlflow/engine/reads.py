@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 
 from concurrent_mlflow.errors import RunNotFoundError
 from concurrent_mlflow.store import AttemptRow, RunRow, StageRow, Store, TaskRow
+from concurrent_mlflow.store.lease import db_now
 from concurrent_mlflow.store.states import ACTIVE, TERMINAL, TaskState
 
 
@@ -21,11 +22,14 @@ def run(store: Store, run_id: str) -> RunRow:
 
 
 def open_run_ids(store: Store) -> list[str]:
-    """Runs that have not ended, oldest first (so earlier runs get free slots first)."""
+    """Runs the server's engine drives (no driver of their own) that have not ended, oldest first (so
+    earlier runs get free slots first). A run a `concurrent run` process drives is that process's alone."""
     with store.transaction() as session:
         return list(
             session.scalars(
-                select(RunRow.id).where(RunRow.state.not_in(TERMINAL)).order_by(RunRow.created_at, RunRow.id)
+                select(RunRow.id)
+                .where(RunRow.state.not_in(TERMINAL), RunRow.driver.is_(None))
+                .order_by(RunRow.created_at, RunRow.id)
             )
         )
 
@@ -95,8 +99,14 @@ def active_attempts(store: Store, run_id: str) -> list[tuple[TaskRow, AttemptRow
 
 
 def count_active(store: Store, run_id: str | None = None, executor: str | None = None) -> int:
-    """Queued or running tasks, of one run or of all runs (the global limit), on any or one executor."""
-    query = select(func.count()).select_from(TaskRow).where(TaskRow.state.in_(ACTIVE))
+    """Queued or running tasks, of one run or of all runs (the global limit), on any or one executor.
+    Only runs with a live driver count: the tasks of a run whose driver's lease expired hold no slot."""
+    query = (
+        select(func.count())
+        .select_from(TaskRow)
+        .join(RunRow, RunRow.id == TaskRow.run_id)
+        .where(TaskRow.state.in_(ACTIVE))
+    )
     if run_id is not None:
         query = query.where(TaskRow.run_id == run_id)
     if executor is not None:
@@ -110,4 +120,5 @@ def count_active(store: Store, run_id: str | None = None, executor: str | None =
             .exists()
         )
     with store.transaction() as session:
-        return int(session.scalar(query) or 0)
+        live = or_(RunRow.driver.is_(None), RunRow.driver_expires_at >= db_now(session, store))
+        return int(session.scalar(query.where(live)) or 0)

@@ -30,7 +30,7 @@ from concurrent_mlflow.advice import planning_failure
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
 from concurrent_mlflow.engine.planning import Planner
-from concurrent_mlflow.errors import ConcurrentError, PlanStopped
+from concurrent_mlflow.errors import ConcurrentError, DriverLostError, PlanStopped
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.executors.registry import Executors
@@ -71,8 +71,11 @@ def new_run(
     created_by: str | None = None,
     schedule_id: int | None = None,
     window: tuple[datetime, datetime] | None = None,
+    driver: str | None = None,
+    driver_ttl: timedelta = timedelta(0),
 ) -> str:
-    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest."""
+    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest. A run
+    with a `driver` is driven by that process (`engine.orphans`), else by the server's engine."""
     return tx.create_run(
         store,
         dag_name=dag.name,
@@ -84,6 +87,8 @@ def new_run(
         created_by=created_by,
         schedule_id=schedule_id,
         window=window,
+        driver=driver,
+        driver_ttl=driver_ttl,
     )
 
 
@@ -114,9 +119,19 @@ class Engine:
     def create_run(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
         return new_run(self.store, dag, base_dir=base_dir, overrides=overrides)
 
-    def start(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
+    def start(
+        self,
+        dag: Dag,
+        *,
+        base_dir: Path,
+        overrides: Mapping[str, str],
+        driver: str | None = None,
+        driver_ttl: timedelta = timedelta(0),
+    ) -> str:
         """Record a new run and open its MLflow parent run at once (so its link can be shown)."""
-        run_id = self.create_run(dag, base_dir=base_dir, overrides=overrides)
+        run_id = new_run(
+            self.store, dag, base_dir=base_dir, overrides=overrides, driver=driver, driver_ttl=driver_ttl
+        )
         self._open(reads.run(self.store, run_id))
         return run_id
 
@@ -128,6 +143,8 @@ class Engine:
                     on_tick()
                 self.wake.wait(self.settings.poll_interval)
                 self.wake.clear()
+        except DriverLostError:  # another command settled the run (or drives it now): its tasks are not ours
+            raise
         except KeyboardInterrupt:
             self.cancel(run_id, "cancelled by the user (Ctrl-C)")
             raise

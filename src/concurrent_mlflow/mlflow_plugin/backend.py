@@ -31,7 +31,7 @@ from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
 
 from concurrent_mlflow.dag import Dag
-from concurrent_mlflow.engine import Engine, reads
+from concurrent_mlflow.engine import Engine, orphans, reads
 from concurrent_mlflow.engine.reconcile import new_run
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.mlflow_plugin.request import (
@@ -108,9 +108,10 @@ class ConcurrentBackend(AbstractBackend):
 class ConcurrentSubmittedRun(SubmittedRun):
     """One DAG run driven by an embedded engine in a background thread; `run_id` is its MLflow parent run."""
 
-    def __init__(self, engine: Engine, store: Store, dag_run_id: str) -> None:
+    def __init__(self, engine: Engine, store: Store, dag_run_id: str, driver: str) -> None:
         super().__init__()
         self.engine, self.store, self.dag_run_id = engine, store, dag_run_id
+        self.driver = driver  # this process, holding the run's driver lease (`engine.orphans`)
         self._mlflow_run_id = ""
         self._closing = threading.Lock()  # held while the engine thread reads the end state, closes the store
         self._final: RunRow | None = None  # the run as it ended, read before the store closed
@@ -130,12 +131,20 @@ class ConcurrentSubmittedRun(SubmittedRun):
         engine, store = open_engine(paths, tracking_uri)
         try:
             check_clusters(store, dag, paths)
-            dag_run_id = new_run(store, dag, base_dir=request.base_dir, overrides={})
+            driver = orphans.this_process("mlflow")
+            dag_run_id = new_run(
+                store,
+                dag,
+                base_dir=request.base_dir,
+                overrides={},
+                driver=driver,
+                driver_ttl=orphans.DRIVER_TTL,
+            )
         except BaseException:
             engine.close()
             store.close()
             raise
-        submitted = cls(engine, store, dag_run_id)
+        submitted = cls(engine, store, dag_run_id, driver)
         submitted._thread.start()
         _finish_at_exit(submitted)
         try:
@@ -175,7 +184,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
     # -- the engine thread ------------------------------------------------------------------------------
     def _drive(self) -> None:
         try:
-            self.engine.run_until_done(self.dag_run_id)
+            orphans.drive(self.engine, self.dag_run_id, self.driver)
         except BaseException as exc:  # run_until_done has cancelled the run; wait() reports the error
             self._error = exc
         with self._closing:

@@ -21,7 +21,7 @@ ENGINE_LEASE = "engine"
 def acquire(store: Store, holder: str, ttl: timedelta, name: str = ENGINE_LEASE) -> bool:
     """Take or renew the lease; True while `holder` has it."""
     with store.transaction() as session:
-        now = _now(session, store)
+        now = db_now(session, store)
         taken = session.execute(
             update(LeaseRow)
             .where(LeaseRow.name == name, (LeaseRow.holder == holder) | (LeaseRow.expires_at < now))
@@ -44,7 +44,7 @@ def release(store: Store, holder: str, name: str = ENGINE_LEASE) -> None:
         session.execute(
             update(LeaseRow)
             .where(LeaseRow.name == name, LeaseRow.holder == holder)
-            .values(expires_at=_now(session, store))
+            .values(expires_at=db_now(session, store))
         )
 
 
@@ -54,7 +54,7 @@ def holder(store: Store, name: str = ENGINE_LEASE) -> str | None:
         return row.holder if row else None
 
 
-def _now(session: Session, store: Store) -> datetime:
+def db_now(session: Session, store: Store) -> datetime:
     """PostgreSQL's clock (shared by every server); SQLite lives on one machine, so its clock will do."""
     if store.dialect == "postgresql":
         now = session.scalar(select(func.now()))

@@ -57,6 +57,9 @@ class RunRow(Base):
     window_start: Mapped[datetime | None]  # micro-batch window of a scheduled run
     window_end: Mapped[datetime | None]
     cancel_requested: Mapped[str | None] = mapped_column(Text)  # the reason; the engine acts on it
+    # The process driving the run (`store.drivers`); None: the server holding the engine lease drives it.
+    driver: Mapped[str | None] = mapped_column(String(200))
+    driver_expires_at: Mapped[datetime | None]  # the database's clock; renewed while the driver lives
     dag_yaml: Mapped[str] = mapped_column(Text)
     base_dir: Mapped[str] = mapped_column(Text)  # relative paths in the DAG resolve against this
     overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from concurrent_mlflow.dag import SourceNode, parse_dag
 from concurrent_mlflow.errors import ConflictError, RunNotFoundError
 from concurrent_mlflow.store.db import Store
+from concurrent_mlflow.store.lease import db_now
 from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow, utcnow
 from concurrent_mlflow.store.states import (
     ATTEMPT,
@@ -45,10 +46,14 @@ def create_run(
     created_by: str | None = None,
     schedule_id: int | None = None,
     window: tuple[datetime, datetime] | None = None,
+    driver: str | None = None,
+    driver_ttl: timedelta = timedelta(0),
 ) -> str:
-    """A new run, pending until the engine opens its MLflow parent run."""
+    """A new run, pending until the engine opens its MLflow parent run. A `driver` (`store.drivers`) holds
+    it from the start, so no server's engine ever ticks it; without one the server's engine drives it."""
     run_id = uuid.uuid4().hex[:12]
     with store.transaction() as session:
+        expires = db_now(session, store) + driver_ttl if driver else None
         run = RunRow(
             id=run_id,
             dag_name=dag_name,
@@ -60,6 +65,8 @@ def create_run(
             schedule_id=schedule_id,
             window_start=window[0] if window else None,
             window_end=window[1] if window else None,
+            driver=driver,
+            driver_expires_at=expires,
         )
         session.add(run)
         session.add_all(StageRow(run_id=run_id, node_id=n, state=StageState.PENDING) for n in node_ids)

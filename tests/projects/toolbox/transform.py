@@ -14,10 +14,17 @@ parser.add_argument("--suffix")
 parser.add_argument("--fail-on-partition", type=float)
 parser.add_argument("--flaky-marker-dir")
 parser.add_argument("--sleep", type=float)
+parser.add_argument("--sleep-once-dir", default="")
 args = parser.parse_args()
 
 print(f"partition {task.partition()} of {task.partitions()}: {len(task.inputs())} file(s)", flush=True)
-time.sleep(args.sleep)
+if args.sleep_once_dir:  # sleep only where this partition's marker is missing: a retry does not sleep
+    marker = Path(args.sleep_once_dir) / f"slept-{task.partition()}"
+    if not marker.exists():
+        marker.write_text("sleeping")
+        time.sleep(args.sleep)
+else:
+    time.sleep(args.sleep)
 if int(args.fail_on_partition) == task.partition():
     print("failing on purpose", file=sys.stderr)
     sys.exit(3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from concurrent_mlflow.server import schemas as api
 from concurrent_mlflow.server.auth import Caller, readable, require, require_admin
 from concurrent_mlflow.server.context import Context, ServerContext
 from concurrent_mlflow.server.etag import NOT_MODIFIED, json_with_etag
-from concurrent_mlflow.store import catalog, queries
+from concurrent_mlflow.store import catalog, drivers, queries
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.access import Identity, Role
 from concurrent_mlflow.store.models import RunRow
@@ -146,6 +147,7 @@ def cancel_run(run_id: RunId, context: Context, caller: Caller) -> api.Accepted:
 @router.post("/{run_id}/retry", response_model=api.RetryResult, summary="Re-run what did not succeed")
 def retry_run(run_id: RunId, context: Context, caller: Caller) -> api.RetryResult:
     run = _readable_run(context, caller, run_id, "runner")
+    drivers.take_ended(context.store, run_id, None, timedelta(0))  # a retried run is the server's to drive
     reset = tx.reset_for_retry(context.store, run_id)
     if run.mlflow_run_id:
         context.tracking.reopen(run.mlflow_run_id)
