@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 import mlflow.artifacts
 from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from concurrent_mlflow.errors import PlanStopped, TrackingError
@@ -32,6 +33,7 @@ TASK_LOG = f"{LOG_PATH}/task.log"  # an attempt's log, saved in its child run wh
 MAX_PARAM_LENGTH = 6000
 MANIFEST_FILE_BYTES = 1 << 20
 PER_FILE_KEY = "manifests_per_file"  # in the stage spec; absent: one manifest per file
+ARTIFACT_URIS_KEPT = 4096
 T = TypeVar("T")
 
 
@@ -47,6 +49,21 @@ def manifest_path(node_id: str, partition: int) -> str:
 def manifest_file(node_id: str, partition: int, per_file: int) -> tuple[str, int]:
     """The file holding partition `partition`'s manifest when `per_file` share a file, and its line there."""
     return f"plan/{node_id}/manifests/{partition // per_file:06d}.jsonl", partition % per_file
+
+
+def manifest_location(node_id: str, partition: int, spec: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The plan file holding a partition's manifest and its line there (None: the whole file, as in plans
+    stored one manifest per file)."""
+    per_file = spec.get(PER_FILE_KEY)
+    if not per_file:
+        return manifest_path(node_id, partition), None
+    return manifest_file(node_id, partition, int(per_file))
+
+
+def manifest_at(lines: Sequence[str], line: int, where: str) -> Manifest:
+    if line >= len(lines):
+        raise TrackingError(f"{where} has no manifest at line {line + 1}")
+    return Manifest.loads(lines[line])
 
 
 def manifests_per_file(lines: Sequence[str]) -> int:
@@ -69,6 +86,7 @@ class Tracking:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        self._artifact_uris: dict[str, str] = {}
 
     # -- experiments and parent runs --------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
@@ -170,14 +188,27 @@ class Tracking:
             f"{TAG_PREFIX}kind": "task",
             **identity,
         }
-        child = (self.find_run(experiment_id, identity) if recover else None) or str(
-            self._call(
+        child = self.find_run(experiment_id, identity) if recover else None
+        if child is None:
+            created = self._call(
                 f"create the child run of {node_id}[{partition}]",
                 lambda: self.client.create_run(experiment_id, tags=tags),
-            ).info.run_id
-        )
+            )
+            child = str(created.info.run_id)
+            self.remember_artifact_uri(child, str(created.info.artifact_uri))
         self.log_params(child, params)
         return child
+
+    def remember_artifact_uri(self, mlflow_run_id: str, artifact_uri: str) -> None:
+        """Where a run keeps its artifacts, known from its creation: uploading to it then needs no
+        `runs/get` first (MlflowClient looks the run up once per run and process)."""
+        if len(self._artifact_uris) >= ARTIFACT_URIS_KEPT:
+            self._artifact_uris.pop(next(iter(self._artifact_uris)), None)
+        self._artifact_uris[mlflow_run_id] = artifact_uri
+
+    def artifact_uri(self, mlflow_run_id: str) -> str | None:
+        """The run's artifact location if this process created the run or was told it, else None."""
+        return self._artifact_uris.get(mlflow_run_id)
 
     def log_params(self, mlflow_run_id: str, params: Mapping[str, str]) -> None:
         batch = [Param(k[:250], str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
@@ -200,6 +231,12 @@ class Tracking:
 
         self._call(f"end run {mlflow_run_id}", settle)
 
+    def finish(self, mlflow_run_id: str) -> None:
+        """Mark a run FINISHED in one call, whatever it is now: how a worker ends its child run once its
+        outputs are logged (an entry point that ended the run itself, or set it FAILED and still exited
+        0, is overruled; an engine that cancels the task marks the run KILLED after the worker is gone)."""
+        self._call(f"end run {mlflow_run_id}", lambda: self.client.set_terminated(mlflow_run_id, "FINISHED"))
+
     def reopen(self, mlflow_run_id: str) -> None:
         self._call(
             f"reopen run {mlflow_run_id}", lambda: self.client.update_run(mlflow_run_id, status="RUNNING")
@@ -210,19 +247,36 @@ class Tracking:
 
     # -- artifacts --------------------------------------------------------------------------------------
     def log_text(self, mlflow_run_id: str, text: str, artifact_file: str) -> None:
-        self._call(f"write {artifact_file}", lambda: self.client.log_text(mlflow_run_id, text, artifact_file))
+        folder, _, name = artifact_file.rpartition("/")
+
+        def write() -> None:
+            with tempfile.TemporaryDirectory(prefix="concurrent-") as tmp:
+                path = Path(tmp) / name
+                path.write_text(text, encoding="utf-8")
+                self._upload(mlflow_run_id, path, folder or None)
+
+        self._call(f"write {artifact_file}", write)
 
     def log_file(self, mlflow_run_id: str, local_path: Path, artifact_dir: str) -> None:
-        self._call(
-            f"upload {local_path.name}",
-            lambda: self.client.log_artifact(mlflow_run_id, str(local_path), artifact_dir),
-        )
+        self._call(f"upload {local_path.name}", lambda: self._upload(mlflow_run_id, local_path, artifact_dir))
 
     def log_dir(self, mlflow_run_id: str, local_dir: Path, artifact_dir: str | None) -> None:
-        self._call(
-            f"upload {local_dir}",
-            lambda: self.client.log_artifacts(mlflow_run_id, str(local_dir), artifact_dir),
-        )
+        def upload() -> None:
+            if (uri := self.artifact_uri(mlflow_run_id)) is not None:
+                self._repository(uri).log_artifacts(str(local_dir), artifact_dir)
+            else:
+                self.client.log_artifacts(mlflow_run_id, str(local_dir), artifact_dir)
+
+        self._call(f"upload {local_dir}", upload)
+
+    def _upload(self, mlflow_run_id: str, local_path: Path, artifact_dir: str | None) -> None:
+        if (uri := self.artifact_uri(mlflow_run_id)) is not None:
+            self._repository(uri).log_artifact(str(local_path), artifact_dir)
+        else:
+            self.client.log_artifact(mlflow_run_id, str(local_path), artifact_dir)
+
+    def _repository(self, artifact_uri: str) -> Any:
+        return get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
 
     def read_text(self, mlflow_run_id: str, artifact_file: str) -> str:
         return self._read_uri(
@@ -258,23 +312,9 @@ class Tracking:
         `should_stop` is asked between files: a cancelled run's plan stops there (PlanStopped), and its
         temporary directory is removed on that path as on every other.
         """
-        lines = [manifest.dumps() for manifest in manifests]
-        per_file = manifests_per_file(lines)
         with tempfile.TemporaryDirectory(prefix="concurrent-plan-") as tmp:
-            root = Path(tmp)
-            (root / spec_path(node_id)).parent.mkdir(parents=True)
-            (root / spec_path(node_id)).write_text(
-                json.dumps({**spec, PER_FILE_KEY: per_file}, indent=2, sort_keys=True), encoding="utf-8"
-            )
-            (root / manifest_path(node_id, 0)).parent.mkdir(parents=True)
-            for start in range(0, len(lines), per_file):
-                if should_stop():
-                    raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
-                name, _ = manifest_file(node_id, start, per_file)
-                (root / name).write_text("\n".join(lines[start : start + per_file]) + "\n", encoding="utf-8")
-            if should_stop():
-                raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
-            self.log_dir(parent, root / "plan" / node_id, f"plan/{node_id}")
+            write_plan(Path(tmp), node_id, spec, manifests, should_stop)
+            self.log_dir(parent, Path(tmp) / "plan" / node_id, f"plan/{node_id}")
 
     def read_spec(self, parent: str, node_id: str) -> dict[str, Any]:
         spec: dict[str, Any] = json.loads(self.read_text(parent, spec_path(node_id)))
@@ -282,14 +322,11 @@ class Tracking:
 
     def read_manifest(self, parent: str, node_id: str, partition: int, spec: Mapping[str, Any]) -> Manifest:
         """Partition `partition`'s manifest, from its JSON-lines file (or its own file, for older plans)."""
-        per_file = spec.get(PER_FILE_KEY)
-        if not per_file:
-            return Manifest.loads(self.read_text(parent, manifest_path(node_id, partition)))
-        name, line = manifest_file(node_id, partition, int(per_file))
-        lines = self.read_text(parent, name).splitlines()
-        if line >= len(lines):
-            raise TrackingError(f"{name} of run {parent} has no manifest for partition {partition}")
-        return Manifest.loads(lines[line])
+        name, line = manifest_location(node_id, partition, spec)
+        text = self.read_text(parent, name)
+        return manifest_at(
+            text.splitlines() if line is not None else [text], line or 0, f"{name} of {parent}"
+        )
 
     def read_outputs(self, child_run_id: str, origin: int) -> list[InputItem]:
         """The files a finished task logged, as items downstream tasks can fetch."""
@@ -342,6 +379,30 @@ class Tracking:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+def write_plan(
+    root: Path,
+    node_id: str,
+    spec: Mapping[str, Any],
+    manifests: Sequence[Manifest],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Write a stage's spec and manifests below `root` as they are stored on the parent run (`plan/...`)."""
+    lines = [manifest.dumps() for manifest in manifests]
+    per_file = manifests_per_file(lines)
+    (root / spec_path(node_id)).parent.mkdir(parents=True)
+    (root / spec_path(node_id)).write_text(
+        json.dumps({**spec, PER_FILE_KEY: per_file}, indent=2, sort_keys=True), encoding="utf-8"
+    )
+    (root / manifest_path(node_id, 0)).parent.mkdir(parents=True)
+    for start in range(0, len(lines), per_file):
+        if should_stop():
+            raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
+        name, _ = manifest_file(node_id, start, per_file)
+        (root / name).write_text("\n".join(lines[start : start + per_file]) + "\n", encoding="utf-8")
+    if should_stop():
+        raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
 
 
 def partition_params(partition: int, partitions: int) -> dict[str, str]:

@@ -16,12 +16,14 @@ from mlflow.tracking import MlflowClient
 
 from concurrent_mlflow.dag import parse_dag
 from concurrent_mlflow.engine import reads
+from concurrent_mlflow.engine.plan_files import PlanFiles
 from concurrent_mlflow.errors import PlanStopped
 from concurrent_mlflow.manifest import InputItem, Manifest
 from concurrent_mlflow.runner import open_engine
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.queries import run_view
+from concurrent_mlflow.taskfile import TaskFile
 from concurrent_mlflow.tracking import Tracking
 from tests.fixtures.mlflow_server import MlflowServer
 from tests.integration.conftest import TOOLBOX, fan_in_dag, make_files
@@ -135,6 +137,26 @@ def test_a_large_plan_is_stored_in_a_few_files_and_every_partition_reads_its_own
     spec = tracking.read_spec(parent, "big")
     for partition in (0, 1, 9_999, 19_999):
         assert tracking.read_manifest(parent, "big", partition, spec) == manifests[partition]
+
+
+def test_the_engines_copy_of_a_plan_hands_out_what_the_parent_run_holds_and_refills_from_it(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    tracking = Tracking(mlflow_server.url)
+    experiment = tracking.experiment_id("plans")
+    parent = MlflowClient(mlflow_server.url).create_run(experiment).info.run_id
+    plans = PlanFiles(tmp_path / "plans", tracking)
+    manifests = _manifests(3)
+    plans.store("r1", parent, "n", {"kind": "project", "parameters": {}}, manifests, lambda: False)
+
+    spec, manifest = plans.task("r1", parent, "n", 2)
+    assert manifest == manifests[2] == tracking.read_manifest(parent, "n", 2, tracking.read_spec(parent, "n"))
+    plans.forget("r1")  # as when the run ended, before a `run retry`
+    assert not (tmp_path / "plans" / "r1").exists()
+    assert plans.task("r1", parent, "n", 1)[1] == manifests[1]  # downloaded from the parent run, kept
+    assert (tmp_path / "plans" / "r1" / "plan" / "n" / "spec.json").exists()
+    handed = TaskFile(spec, manifest, experiment, "mlflow-artifacts:/1/abc/artifacts")
+    assert TaskFile.loads(handed.dumps()) == handed
 
 
 def test_a_stopped_plan_uploads_nothing_and_leaves_no_temporary_files(mlflow_server: MlflowServer) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from concurrent_mlflow.advice import planning_failure
 from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
+from concurrent_mlflow.engine.plan_files import PlanFiles
 from concurrent_mlflow.engine.planning import Planner
 from concurrent_mlflow.errors import ConcurrentError, DriverLostError, PlanStopped
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
@@ -41,7 +42,8 @@ from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskStat
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
 from concurrent_mlflow.store.states import ACTIVE, TERMINAL, AttemptState, RunState, StageState
-from concurrent_mlflow.tracking import Tracking, partition_params
+from concurrent_mlflow.taskfile import TaskFile
+from concurrent_mlflow.tracking import Tracking
 
 log = logging.getLogger("concurrent.engine")
 S = TaskState
@@ -109,6 +111,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
         self.wake = threading.Event()  # set when a plan finishes: the driver's next pass need not wait
         self._planner = Planner(on_done=self.wake.set)
+        self._plans = PlanFiles(settings.cache_dir / "plans", tracking)
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
         self._outputs: dict[tuple[str, str], list[InputItem]] = {}
@@ -209,6 +212,7 @@ class Engine:
         run = reads.run(self.store, run_id)
         if run.state not in TERMINAL:
             tx.finish_run(self.store, run_id, RunState.CANCELLED, reason)
+        self._plans.forget(run_id)
         if run.mlflow_run_id:
             self.tracking.terminate(run.mlflow_run_id, "KILLED")
 
@@ -293,7 +297,13 @@ class Engine:
             raise errors[0]
 
     def _finish(self, task: TaskRow, attempt: AttemptRow, seen: Observation) -> None:
+        """End an attempt whose worker exited or was lost. A local worker exits 0 only once it has marked
+        its child run FINISHED (worker.main), so its exit is the run's status; anything else (a pod, a
+        failure, a lost worker) is settled against the child run's status in MLflow."""
         assert attempt.mlflow_run_id
+        if seen.exit_code == 0 and attempt.executor != KUBERNETES:
+            self._end_attempt(task, attempt, AttemptState.SUCCEEDED, 0, None, "FINISHED", "FINISHED")
+            return
         child_status = self.tracking.status(attempt.mlflow_run_id)
         if seen.exit_code == 0 and child_status == "FINISHED":
             self._end_attempt(task, attempt, AttemptState.SUCCEEDED, 0, None, "FINISHED", child_status)
@@ -348,11 +358,14 @@ class Engine:
         return timeout is not None and (utcnow() - _aware(attempt.started_at)).total_seconds() > timeout
 
     def _save_log(self, attempt: AttemptRow, child_run: str) -> None:
-        """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk)."""
+        """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk);
+        an empty log is not uploaded."""
         try:
             content = self._executor(attempt).read_log(attempt.handle)
         except ConcurrentError as exc:
             log.warning("could not read the log of attempt %d: %s", attempt.id, exc)
+            return
+        if not content:
             return
         with tempfile.TemporaryDirectory(prefix="concurrent-log-") as tmp:
             path = Path(tmp) / "task.log"
@@ -452,7 +465,7 @@ class Engine:
             upstream_partitions=partitions,
         )
         assert run.mlflow_run_id
-        self.tracking.log_plan(run.mlflow_run_id, node_id, plan.spec, plan.manifests, should_stop)
+        self._plans.store(run.id, run.mlflow_run_id, node_id, plan.spec, plan.manifests, should_stop)
         return [m.input_bytes() for m in plan.manifests]
 
     def _outputs_of(
@@ -537,9 +550,7 @@ class Engine:
 
             def make(partition: int) -> None:
                 task, attempt_id = by_partition[partition]
-                children[partition] = self._create_child(
-                    run, task, attempt_id, partitions, recover, params=False
-                )
+                children[partition] = self._create_child(run, task, attempt_id, recover)
 
             self._in_parallel([partial(make, t.partition) for t in tasks])
             return {t.partition: children[t.partition] for t in tasks}
@@ -585,7 +596,7 @@ class Engine:
         """Create the attempt's child run and start it; after a crash (`recover`), find both first."""
         assert run.mlflow_run_id and run.experiment_id
         if child is None:
-            child = self._create_child(run, task, attempt_id, partitions, recover=recover)
+            child = self._create_child(run, task, attempt_id, recover=recover)
         launch = TaskLaunch(
             run_id=run.id,
             node_id=task.node_id,
@@ -596,6 +607,7 @@ class Engine:
             child_run_id=child,
             tracking_uri=self.tracking.tracking_uri,
             env=self._task_env(run),
+            task=self._task_file(run, task, child),
         )
         try:
             found = self.executor.find(launch) if recover else None
@@ -612,12 +624,10 @@ class Engine:
             return
         tx.attach_handle(self.store, attempt_id, handle, log_path)
 
-    def _create_child(
-        self, run: RunRow, task: TaskRow, attempt_id: int, partitions: int, recover: bool, params: bool = True
-    ) -> str:
-        """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it.
-        Without `params` the worker logs the partition parameters itself: one MLflow call less per child,
-        which counts when a Kubernetes stage makes thousands of them before its pods can start."""
+    def _create_child(self, run: RunRow, task: TaskRow, attempt_id: int, recover: bool) -> str:
+        """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it: one
+        `runs/create` with its tags. The worker logs the parameters, partition ones included, in one batch
+        with the project's (once per child, not by both)."""
         assert run.mlflow_run_id and run.experiment_id
         child = self.tracking.create_child(
             run.experiment_id,
@@ -626,11 +636,25 @@ class Engine:
             node_id=task.node_id,
             partition=task.partition,
             attempt=task.attempts,
-            params=partition_params(task.partition, partitions) if params else {},
+            params={},
             recover=recover,
         )
         tx.attach_child(self.store, attempt_id, child)
         return child
+
+    def _task_file(self, run: RunRow, task: TaskRow, child: str) -> str | None:
+        """What the local worker is handed on stdin, from the engine's copy of the plan; None (the worker
+        then reads the parent run) if the plan cannot be read here."""
+        assert run.mlflow_run_id
+        try:
+            spec, manifest = self._plans.task(run.id, run.mlflow_run_id, task.node_id, task.partition)
+        except (ConcurrentError, OSError, ValueError) as exc:
+            log.warning(
+                "%s[%d]: the worker reads its plan from MLflow: %s", task.node_id, task.partition, exc
+            )
+            return None
+        uri = self.tracking.artifact_uri(child)
+        return TaskFile(spec, manifest, run.experiment_id, uri).dumps()
 
     def _ended_unwatched(self, task: TaskRow, attempt_id: int, child: str) -> bool:
         """A worker that started and ended while no engine knew its handle: settle by its MLflow status
@@ -661,6 +685,7 @@ class Engine:
         state = RunState.FAILED if failed else RunState.SUCCEEDED
         error = "; ".join(f"{s.node_id}: {s.error or s.state}" for s in failed if s.state == S.FAILED) or None
         tx.finish_run(self.store, run_id, state, error)
+        self._plans.forget(run_id)  # a `run retry` reads what it needs back from the parent run
         run = reads.run(self.store, run_id)
         if run.mlflow_run_id:
             self.tracking.terminate(

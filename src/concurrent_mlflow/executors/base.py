@@ -25,6 +25,7 @@ class TaskLaunch:
     child_run_id: str
     tracking_uri: str
     env: dict[str, str] = field(default_factory=dict)
+    task: str | None = None  # a TaskFile's JSON: the spec and manifest, so the worker need not read MLflow
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,16 @@ class ForkServer:
         return self._process.pid if self._process else None
 
     def spawn(
-        self, module: str, args: list[str], env: dict[str, str], log_path: Path, user: TaskUser | None = None
+        self,
+        module: str,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        user: TaskUser | None = None,
+        stdin: Path | None = None,
     ) -> int:
-        """Fork a child running `python -m module args` with exactly `env` (as `user`, if given); its pid."""
+        """Fork a child running `python -m module args` with exactly `env` (as `user`, if given) and the
+        file `stdin` (opened before it becomes `user`) as its standard input; its pid."""
         self._ensure_started()
         request: dict[str, Any] = {
             "module": module,
@@ -89,6 +96,8 @@ class ForkServer:
             "log": str(log_path),
             "cwd": str(user.home if user else Path.cwd()),
         }
+        if stdin is not None:
+            request["stdin"] = str(stdin)
         if user:
             request["user"] = {"name": user.name, "uid": user.uid, "gid": user.gid, "root": str(user.root)}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -280,8 +289,8 @@ def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
         os.write(ready, b"1")
         os.close(ready)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        null_fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null_fd, 0)
+        stdin_fd = os.open(request.get("stdin") or os.devnull, os.O_RDONLY)
+        os.dup2(stdin_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

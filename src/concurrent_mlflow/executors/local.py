@@ -5,8 +5,10 @@ spends importing MLflow; `CONCURRENT_FORKSERVER=0` spawns `python -m concurrent_
 so does the executor, with a warning, when the fork server finds it could not fork safely.
 Either way each worker is the leader of its own process group (so Ctrl-C reaches the engine, not the tasks,
 and a cancel or timeout kills the task's whole tree) and writes stdout and stderr to one log file per
-attempt. After an engine restart a forked worker is found again by its `<log>.pid` file (pid and start time)
-and its exit code read from `<log>.exit`; a spawned one by its pid plus the child run id on its command line.
+attempt. A task handed over with the launch (`TaskLaunch.task`: spec and manifest) is written beside the
+log as `<log>.task.json` and opened as the worker's stdin before any user switch. After an engine restart a
+forked worker is found again by its `<log>.pid` file (pid and start time) and its exit code read from
+`<log>.exit`; a spawned one by its pid plus the child run id on its command line.
 With a task user (task_user.py) every worker runs as that user, in its own home, with its own caches and
 scratch, and without the server's `CONCURRENT_*` settings in its environment (nor in the fork server's).
 """
@@ -102,26 +104,32 @@ class LocalExecutor:
             "--partition",
             str(launch.partition),
         ]
+        task_file = None
+        if launch.task is not None:  # handed over on the worker's stdin, opened before any user switch
+            task_file = log_path.with_name(log_path.name + ".task.json")
+            _write_task_file(task_file, launch.task)
+            args.append("--task-on-stdin")
         if self._forkserver is not None:
             try:
-                return self._fork(launch, args, env, log_path)
+                return self._fork(launch, args, env, log_path, task_file)
             except ForkUnsafeError as exc:
                 log.warning("%s", exc)  # loud once, then every worker is spawned: slower, never unsafe
                 self._forkserver.close()
                 self._forkserver = None
-        return self._spawn(launch, args, env, log_path)
+        return self._spawn(launch, args, env, log_path, task_file)
 
     def _spawn(
-        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path
+        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path, task_file: Path | None
     ) -> tuple[dict[str, Any], str | None]:
         user = self.task_user
         try:
-            with log_path.open("ab") as log_file:  # opened here: a task user's worker only writes to it
+            # Opened here: a task user's worker only writes to its log and reads its task from stdin.
+            with log_path.open("ab") as log_file, (task_file or Path(os.devnull)).open("rb") as stdin:
                 process = subprocess.Popen(
                     [sys.executable, "-X", "faulthandler", "-m", self.worker_module, *args],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     env=env,
                     start_new_session=True,
                     user=user.uid if user else None,
@@ -137,11 +145,13 @@ class LocalExecutor:
         return _handle(process.pid, launch.child_run_id, log_path), str(log_path)
 
     def _fork(
-        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path
+        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path, task_file: Path | None
     ) -> tuple[dict[str, Any], str | None]:
         assert self._forkserver is not None
         try:
-            pid = self._forkserver.spawn(self.worker_module, args, env, log_path, user=self.task_user)
+            pid = self._forkserver.spawn(
+                self.worker_module, args, env, log_path, user=self.task_user, stdin=task_file
+            )
         except OSError as exc:
             raise ExecutorError(
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"
@@ -210,6 +220,17 @@ class LocalExecutor:
         if _is_our_worker(pid, child_run):
             return Observation("running")
         return Observation("lost", detail="the worker process is gone and its exit code was not observed")
+
+
+def _write_task_file(path: Path, text: str) -> None:
+    """The worker's task beside its log (only the server may read it; the worker gets it open on stdin)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise ExecutorError(f"Could not write the task file {path}: {exc}") from exc
 
 
 def _handle(pid: int, child_run: str, log_path: Path, started: int | None = None) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """The task process: `python -m concurrent_mlflow.worker --parent-run P --child-run C --node N --partition I`,
 or, in a pod of an Indexed Job, `--from-job` (which partition and child run it is comes from the Job's table).
 
-It reads the stage spec and its own manifest from the parent run, fetches only its partition's inputs, runs
-the node, logs the output dir and an output index to the child run, and only then marks the child run
-FINISHED. Its exit code is the executor's verdict: 0, the entry point's own code when that failed, or 1
-when the worker itself could not do its part.
+It takes the stage spec and its own manifest from stdin when the local executor hands them over
+(`--task-on-stdin`, a `TaskFile`), else reads them from the parent run; fetches only its partition's
+inputs, runs the node, logs its parameters (once, in one batch), the output dir and an output index to the
+child run, and only then marks the child run FINISHED. Its exit code is the executor's verdict: 0 (the
+child run is FINISHED: the engine takes that as the run's status without reading it back), the entry
+point's own code when that failed, or 1 when the worker itself could not do its part.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
+from concurrent_mlflow.taskfile import TaskFile
 from concurrent_mlflow.tracking import (
     OUTPUT_INDEX,
     OUTPUTS_DIR,
@@ -43,6 +46,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--from-job", action="store_true", help="a pod of an Indexed Job: find the task from the environment"
     )
+    parser.add_argument(
+        "--task-on-stdin", action="store_true", help="the spec and manifest come on stdin (a TaskFile)"
+    )
     args = parser.parse_args(argv)
     faulthandler.enable(all_threads=True)  # a native crash leaves the Python stack in the task's log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,7 +59,8 @@ def main(argv: list[str]) -> int:
         parser.error("--parent-run, --child-run, --node and --partition are required without --from-job")
     scratch = Path(os.environ.get("CONCURRENT_SCRATCH", "/tmp/concurrent-scratch")) / args.child_run
     try:
-        code = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch)
+        given = _given_task() if args.task_on_stdin else None
+        code = run_task(tracking, args.parent_run, args.child_run, args.node, args.partition, scratch, given)
     except Exception:
         log.exception("task %s[%d] failed", args.node, args.partition)
         code = 1
@@ -62,6 +69,13 @@ def main(argv: list[str]) -> int:
     if code != 0:
         tracking.terminate(args.child_run, "FAILED")
     return code
+
+
+def _given_task() -> TaskFile:
+    """The task the local executor put on stdin (read from the open descriptor: a task user could not
+    open the file by its name)."""
+    with os.fdopen(0, "rb", closefd=False) as stdin:
+        return TaskFile.loads(stdin.read().decode("utf-8"))
 
 
 def _task_of_pod(tracking: Tracking) -> tuple[str, str, int, str]:
@@ -103,10 +117,25 @@ def _wait_for_table(tracking: Tracking, parent: str, table_file: str) -> dict[st
         delay = min(delay * 2, 15.0)
 
 
-def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: int, scratch: Path) -> int:
-    """The task from its inputs to its logged outputs; returns the exit code for the executor (0: done)."""
-    spec = tracking.read_spec(parent, node)
-    manifest = tracking.read_manifest(parent, node, partition, spec)
+def run_task(
+    tracking: Tracking,
+    parent: str,
+    child: str,
+    node: str,
+    partition: int,
+    scratch: Path,
+    given: TaskFile | None = None,
+) -> int:
+    """The task from its inputs to its logged outputs; returns the exit code for the executor: 0 only once
+    the child run is FINISHED, so the engine need not read its status back."""
+    if given is None:
+        spec = tracking.read_spec(parent, node)
+        manifest = tracking.read_manifest(parent, node, partition, spec)
+        experiment_id = None
+    else:
+        spec, manifest, experiment_id = given.spec, given.manifest, given.experiment_id
+        if given.artifact_uri:
+            tracking.remember_artifact_uri(child, given.artifact_uri)
     input_dir, output_dir = scratch / "input", scratch / "output"
     output_dir.mkdir(parents=True)
     for name, items in manifest.inputs.items():
@@ -141,11 +170,11 @@ def run_task(tracking: Tracking, parent: str, child: str, node: str, partition: 
     else:
         from concurrent_mlflow.worker.project_run import run_project
 
-        code = run_project(spec, manifest, child, tracking)
+        code = run_project(spec, manifest, child, tracking, experiment_id)
         if code != 0:
             return code
     log_outputs(tracking, child, output_dir, scratch / "output-metadata.jsonl")
-    tracking.terminate(child, "FINISHED")
+    tracking.finish(child)
     return 0
 
 

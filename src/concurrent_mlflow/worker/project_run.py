@@ -20,8 +20,11 @@ from concurrent_mlflow.tracking import Tracking
 log = logging.getLogger("concurrent.worker")
 
 
-def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking) -> int:
-    """Run the entry point to its end; returns its exit code (what the executor reports to the user)."""
+def run_project(
+    spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking, experiment_id: str | None = None
+) -> int:
+    """Run the entry point to its end; returns its exit code (what the executor reports to the user).
+    `experiment_id`, when the engine handed it over, saves reading the child run for it."""
     from mlflow.projects.backend.local import LocalBackend
     from mlflow.projects.utils import (
         MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG,
@@ -52,7 +55,8 @@ def run_project(spec: dict[str, Any], manifest: Manifest, child: str, tracking: 
     # and MLflow); for uv and virtualenv, MLflow finds those tools beside it.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.environ.setdefault("MLFLOW_ENV_ROOT", str(cache_dir / "envs"))  # built once, reused by every task
-    experiment_id = tracking.get_run(child).info.experiment_id
+    if experiment_id is None:
+        experiment_id = tracking.get_run(child).info.experiment_id
     log.info(
         "running %s entry point %r with %s (env manager: %s)",
         project.work_dir,
