@@ -41,9 +41,8 @@ from concurrent_mlflow.store.states import AttemptState, RunState, StageState
 log = logging.getLogger("concurrent.engine")
 S = TaskState
 
-DRIVER_TTL = timedelta(
-    seconds=60
-)  # a driver on another machine is presumed dead this long after its last renewal
+# A driver on another machine is presumed dead this long after its last renewal.
+DRIVER_TTL = timedelta(seconds=60)
 RENEW_SECONDS = 5.0
 KINDS = {"cli": "`concurrent run`", "mlflow": "`mlflow run -b concurrent`"}
 
