@@ -1,14 +1,15 @@
-"""Partition manifests: the list of input items one task receives, and their JSON form.
+"""What the planner hands a task: its stage's spec (what to run) and its partition's manifest (which inputs).
 
-A manifest is computed once by the control plane (see `plan`) and stored as an artifact of the parent
-run; a task reads only its own. Items are plain values so the worker can load them without the planner.
+Both are computed once by the control plane (see `plan`) and stored as artifacts of the parent run; a task
+reads the spec and only its own manifest. They are plain frozen values with one JSON form each, so the
+worker can load them without the planner, and every module reads named fields, never string keys.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,66 @@ class Manifest:
 
     def input_bytes(self) -> int:
         return sum(item.size for items in self.inputs.values() for item in items)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectSpec:
+    """Run an MLproject entry point: `project` is a git URI or a local directory, pinned to `commit` (git)."""
+
+    kind: ClassVar[str] = "project"
+    project: str
+    commit: str | None
+    base_dir: str  # where the DAG's relative paths start
+    entry_point: str
+    parameters: dict[str, str]  # the node's own; a partition's manifest may add or override some
+    env_manager: str
+    manifests_per_file: int | None = None  # how the stored plan packs manifests (None: one per file)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceSpec:
+    """Score the partition's files with the MLflow model `model`."""
+
+    kind: ClassVar[str] = "inference"
+    model: str
+    batch_size: int
+    columns: tuple[str, ...] | None  # the features; None: every column
+    prediction_column: str
+    manifests_per_file: int | None = None
+
+
+TaskSpec = ProjectSpec | InferenceSpec
+
+
+def spec_to_json(spec: TaskSpec) -> dict[str, Any]:
+    data = {"kind": spec.kind, **asdict(spec)}
+    if isinstance(spec, InferenceSpec) and spec.columns is not None:
+        data["columns"] = list(spec.columns)
+    if spec.manifests_per_file is None:
+        del data["manifests_per_file"]
+    return data
+
+
+def spec_from_json(data: dict[str, Any]) -> TaskSpec:
+    """The spec `spec_to_json` wrote (unknown keys are ignored, so an older worker reads a newer plan)."""
+    per_file = None if data.get("manifests_per_file") is None else int(data["manifests_per_file"])
+    if data.get("kind") == InferenceSpec.kind:
+        columns = data.get("columns")
+        return InferenceSpec(
+            model=str(data["model"]),
+            batch_size=int(data["batch_size"]),
+            columns=None if columns is None else tuple(str(c) for c in columns),
+            prediction_column=str(data["prediction_column"]),
+            manifests_per_file=per_file,
+        )
+    if data.get("kind") != ProjectSpec.kind:
+        raise ValueError(f"unknown task spec kind {data.get('kind')!r}")
+    return ProjectSpec(
+        project=str(data["project"]),
+        commit=None if data.get("commit") is None else str(data["commit"]),
+        base_dir=str(data["base_dir"]),
+        entry_point=str(data["entry_point"]),
+        parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
+        env_manager=str(data["env_manager"]),
+        manifests_per_file=per_file,
+    )

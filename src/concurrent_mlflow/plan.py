@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from concurrent_mlflow import partition, sources
 from concurrent_mlflow.dag import Dag, InferenceNode, ProjectNode, SourceNode
 from concurrent_mlflow.errors import ConcurrentError, DagValidationError, Problem
-from concurrent_mlflow.manifest import InputItem, Manifest
+from concurrent_mlflow.manifest import InferenceSpec, InputItem, Manifest, ProjectSpec, TaskSpec
 from concurrent_mlflow.project import (
     ResolvedProject,
     check_parameters,
@@ -31,7 +30,7 @@ OutputsOf = Callable[[str], list[InputItem]]
 
 @dataclass(frozen=True)
 class StagePlan:
-    spec: dict[str, Any]
+    spec: TaskSpec
     manifests: list[Manifest]
 
 
@@ -123,25 +122,23 @@ def _partition_count(
     )
 
 
-def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir: Path) -> dict[str, Any]:
+def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir: Path) -> TaskSpec:
     if isinstance(node, InferenceNode):
-        return {
-            "kind": "inference",
-            "model": node.model,
-            "batch_size": node.batch_size,
-            "columns": node.columns,
-            "prediction_column": node.prediction_column,
-        }
+        return InferenceSpec(
+            model=node.model,
+            batch_size=node.batch_size,
+            columns=None if node.columns is None else tuple(node.columns),
+            prediction_column=node.prediction_column,
+        )
     project = resolve_project(node.project, node.version, base_dir=base_dir, cache_dir=cache_dir)
-    return {
-        "kind": "project",
-        "project": node.project if is_git_uri(node.project) else str(project.work_dir),
-        "commit": project.commit,
-        "base_dir": str(base_dir),
-        "entry_point": node.entry_point,
-        "parameters": {k: param_str(v) for k, v in node.parameters.items()},
-        "env_manager": dag.env_manager(node),
-    }
+    return ProjectSpec(
+        project=node.project if is_git_uri(node.project) else str(project.work_dir),
+        commit=project.commit,
+        base_dir=str(base_dir),
+        entry_point=node.entry_point,
+        parameters={k: param_str(v) for k, v in node.parameters.items()},
+        env_manager=dag.env_manager(node),
+    )
 
 
 def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:

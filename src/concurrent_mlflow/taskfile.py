@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
-from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.manifest import Manifest, TaskSpec, spec_from_json, spec_to_json
 
 
 @dataclass(frozen=True)
 class TaskFile:
-    spec: dict[str, Any]
+    spec: TaskSpec
     manifest: Manifest
     experiment_id: str | None = None
     artifact_uri: str | None = None  # the child run's, when the engine knows it (it created the run)
@@ -25,7 +24,7 @@ class TaskFile:
     def dumps(self) -> str:
         return json.dumps(
             {
-                "spec": self.spec,
+                "spec": spec_to_json(self.spec),
                 "manifest": self.manifest.dumps(),
                 "experiment_id": self.experiment_id,
                 "artifact_uri": self.artifact_uri,
@@ -36,7 +35,7 @@ class TaskFile:
     def loads(cls, text: str) -> TaskFile:
         raw = json.loads(text)
         return cls(
-            spec=dict(raw["spec"]),
+            spec=spec_from_json(raw["spec"]),
             manifest=Manifest.loads(raw["manifest"]),
             experiment_id=raw.get("experiment_id"),
             artifact_uri=raw.get("artifact_uri"),

@@ -12,6 +12,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -23,7 +24,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 
 from concurrent_mlflow.errors import PlanStopped, TrackingError
-from concurrent_mlflow.manifest import InputItem, Manifest
+from concurrent_mlflow.manifest import InputItem, Manifest, TaskSpec, spec_from_json, spec_to_json
 
 TAG_PREFIX = "concurrent."
 OUTPUTS_DIR = "outputs"
@@ -32,7 +33,6 @@ LOG_PATH = "logs"
 TASK_LOG = f"{LOG_PATH}/task.log"  # an attempt's log, saved in its child run when the attempt ends
 MAX_PARAM_LENGTH = 6000
 MANIFEST_FILE_BYTES = 1 << 20
-PER_FILE_KEY = "manifests_per_file"  # in the stage spec; absent: one manifest per file
 ARTIFACT_URIS_KEPT = 4096
 T = TypeVar("T")
 
@@ -51,13 +51,12 @@ def manifest_file(node_id: str, partition: int, per_file: int) -> tuple[str, int
     return f"plan/{node_id}/manifests/{partition // per_file:06d}.jsonl", partition % per_file
 
 
-def manifest_location(node_id: str, partition: int, spec: Mapping[str, Any]) -> tuple[str, int | None]:
+def manifest_location(node_id: str, partition: int, spec: TaskSpec) -> tuple[str, int | None]:
     """The plan file holding a partition's manifest and its line there (None: the whole file, as in plans
     stored one manifest per file)."""
-    per_file = spec.get(PER_FILE_KEY)
-    if not per_file:
+    if not spec.manifests_per_file:
         return manifest_path(node_id, partition), None
-    return manifest_file(node_id, partition, int(per_file))
+    return manifest_file(node_id, partition, spec.manifests_per_file)
 
 
 def manifest_at(lines: Sequence[str], line: int, where: str) -> Manifest:
@@ -303,7 +302,7 @@ class Tracking:
         self,
         parent: str,
         node_id: str,
-        spec: Mapping[str, Any],
+        spec: TaskSpec,
         manifests: Sequence[Manifest],
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -316,11 +315,10 @@ class Tracking:
             write_plan(Path(tmp), node_id, spec, manifests, should_stop)
             self.log_dir(parent, Path(tmp) / "plan" / node_id, f"plan/{node_id}")
 
-    def read_spec(self, parent: str, node_id: str) -> dict[str, Any]:
-        spec: dict[str, Any] = json.loads(self.read_text(parent, spec_path(node_id)))
-        return spec
+    def read_spec(self, parent: str, node_id: str) -> TaskSpec:
+        return spec_from_json(json.loads(self.read_text(parent, spec_path(node_id))))
 
-    def read_manifest(self, parent: str, node_id: str, partition: int, spec: Mapping[str, Any]) -> Manifest:
+    def read_manifest(self, parent: str, node_id: str, partition: int, spec: TaskSpec) -> Manifest:
         """Partition `partition`'s manifest, from its JSON-lines file (or its own file, for older plans)."""
         name, line = manifest_location(node_id, partition, spec)
         text = self.read_text(parent, name)
@@ -384,7 +382,7 @@ class Tracking:
 def write_plan(
     root: Path,
     node_id: str,
-    spec: Mapping[str, Any],
+    spec: TaskSpec,
     manifests: Sequence[Manifest],
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -393,7 +391,8 @@ def write_plan(
     per_file = manifests_per_file(lines)
     (root / spec_path(node_id)).parent.mkdir(parents=True)
     (root / spec_path(node_id)).write_text(
-        json.dumps({**spec, PER_FILE_KEY: per_file}, indent=2, sort_keys=True), encoding="utf-8"
+        json.dumps(spec_to_json(replace(spec, manifests_per_file=per_file)), indent=2, sort_keys=True),
+        encoding="utf-8",
     )
     (root / manifest_path(node_id, 0)).parent.mkdir(parents=True)
     for start in range(0, len(lines), per_file):

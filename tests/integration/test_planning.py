@@ -18,7 +18,7 @@ from concurrent_mlflow.dag import parse_dag
 from concurrent_mlflow.engine import reads
 from concurrent_mlflow.engine.plan_files import PlanFiles
 from concurrent_mlflow.errors import PlanStopped
-from concurrent_mlflow.manifest import InputItem, Manifest
+from concurrent_mlflow.manifest import InputItem, Manifest, ProjectSpec
 from concurrent_mlflow.runner import open_engine
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import transitions as tx
@@ -110,6 +110,11 @@ def test_a_hung_plan_delays_no_other_run_and_a_cancel_ends_it_while_planning(
     engine.close()
 
 
+SPEC = ProjectSpec(
+    project="/p", commit=None, base_dir="/", entry_point="main", parameters={}, env_manager="local"
+)
+
+
 def _manifests(count: int) -> list[Manifest]:
     return [
         Manifest(
@@ -130,7 +135,7 @@ def test_a_large_plan_is_stored_in_a_few_files_and_every_partition_reads_its_own
     parent = MlflowClient(mlflow_server.url).create_run(tracking.experiment_id("plans")).info.run_id
     manifests = _manifests(20_000)
 
-    tracking.log_plan(parent, "big", {"parameters": {}}, manifests)
+    tracking.log_plan(parent, "big", SPEC, manifests)
 
     stored = MlflowClient(mlflow_server.url).list_artifacts(parent, "plan/big/manifests")
     assert 1 <= len(stored) <= 10, [a.path for a in stored]  # not 20,000 uploads
@@ -147,9 +152,10 @@ def test_the_engines_copy_of_a_plan_hands_out_what_the_parent_run_holds_and_refi
     parent = MlflowClient(mlflow_server.url).create_run(experiment).info.run_id
     plans = PlanFiles(tmp_path / "plans", tracking)
     manifests = _manifests(3)
-    plans.store("r1", parent, "n", {"kind": "project", "parameters": {}}, manifests, lambda: False)
+    plans.store("r1", parent, "n", SPEC, manifests, lambda: False)
 
     spec, manifest = plans.task("r1", parent, "n", 2)
+    assert spec == tracking.read_spec(parent, "n") and spec.manifests_per_file  # how the plan packs them
     assert manifest == manifests[2] == tracking.read_manifest(parent, "n", 2, tracking.read_spec(parent, "n"))
     plans.forget("r1")  # as when the run ended, before a `run retry`
     assert not (tmp_path / "plans" / "r1").exists()
@@ -170,7 +176,7 @@ def test_a_stopped_plan_uploads_nothing_and_leaves_no_temporary_files(mlflow_ser
         return len(asked) > 1
 
     with pytest.raises(PlanStopped):
-        tracking.log_plan(parent, "big", {}, _manifests(20_000), stop_on_second_file)
+        tracking.log_plan(parent, "big", SPEC, _manifests(20_000), stop_on_second_file)
 
     assert set(Path(tempfile.gettempdir()).glob("concurrent-plan-*")) == before
     assert MlflowClient(mlflow_server.url).list_artifacts(parent, "plan") == []

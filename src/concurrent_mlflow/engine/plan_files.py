@@ -17,9 +17,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.manifest import Manifest, TaskSpec, spec_from_json
 from concurrent_mlflow.tracking import Tracking, manifest_at, manifest_location, spec_path, write_plan
 
 FILES_KEPT = 8  # manifest files kept split into lines in memory: a stage's launches read the same few
@@ -36,7 +35,7 @@ class PlanFiles:
         run_id: str,
         parent: str,
         node_id: str,
-        spec: dict[str, Any],
+        spec: TaskSpec,
         manifests: Sequence[Manifest],
         should_stop: Callable[[], bool],
     ) -> None:
@@ -52,9 +51,9 @@ class PlanFiles:
                 (Path(tmp) / "plan" / node_id).replace(final)
                 self._forget_lines(final)
 
-    def task(self, run_id: str, parent: str, node_id: str, partition: int) -> tuple[dict[str, Any], Manifest]:
+    def task(self, run_id: str, parent: str, node_id: str, partition: int) -> tuple[TaskSpec, Manifest]:
         """A partition's stage spec and manifest (ConcurrentError if neither here nor on the parent run)."""
-        spec: dict[str, Any] = json.loads(self._text(run_id, parent, spec_path(node_id)))
+        spec = spec_from_json(json.loads(self._text(run_id, parent, spec_path(node_id))))
         name, line = manifest_location(node_id, partition, spec)
         if line is None:
             return spec, Manifest.loads(self._text(run_id, parent, name))

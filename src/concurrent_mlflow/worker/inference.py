@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from concurrent_mlflow.errors import ConcurrentError
-from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.manifest import InferenceSpec, Manifest
 
 log = logging.getLogger("concurrent.worker")
 SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def score_partition(spec: dict[str, Any], manifest: Manifest, input_dir: Path, output_dir: Path) -> int:
+def score_partition(spec: InferenceSpec, manifest: Manifest, input_dir: Path, output_dir: Path) -> int:
     """Score every CSV/Parquet input file; returns the number of rows scored."""
     import mlflow.pyfunc
 
-    model = mlflow.pyfunc.load_model(spec["model"])
+    model = mlflow.pyfunc.load_model(spec.model)
     rows = 0
     for name, items in sorted(manifest.inputs.items()):
         for item in items:
@@ -32,11 +32,11 @@ def score_partition(spec: dict[str, Any], manifest: Manifest, input_dir: Path, o
                 output_dir / "predictions" / name / (str(Path(item.relpath).with_suffix("")) + ".parquet")
             )
             rows += _score_file(model, input_dir / name / item.relpath, target, spec)
-    log.info("scored %d row(s) with %s", rows, spec["model"])
+    log.info("scored %d row(s) with %s", rows, spec.model)
     return rows
 
 
-def _score_file(model: Any, source: Path, target: Path, spec: dict[str, Any]) -> int:
+def _score_file(model: Any, source: Path, target: Path, spec: InferenceSpec) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -44,13 +44,13 @@ def _score_file(model: Any, source: Path, target: Path, spec: dict[str, Any]) ->
     writer: pq.ParquetWriter | None = None
     rows = 0
     try:
-        for batch in _batches(source, int(spec["batch_size"])):
+        for batch in _batches(source, spec.batch_size):
             frame = batch.to_pandas()
-            features = frame[spec["columns"]] if spec.get("columns") else frame
+            features = frame[list(spec.columns)] if spec.columns else frame
             try:
-                frame[spec["prediction_column"]] = model.predict(features)
+                frame[spec.prediction_column] = model.predict(features)
             except Exception as exc:
-                raise ConcurrentError(f"model {spec['model']} could not score {source.name}: {exc}") from exc
+                raise ConcurrentError(f"model {spec.model} could not score {source.name}: {exc}") from exc
             table = pa.Table.from_pandas(frame, preserve_index=False)
             writer = writer or pq.ParquetWriter(target, table.schema)
             writer.write_table(table)

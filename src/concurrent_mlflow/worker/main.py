@@ -26,6 +26,7 @@ from typing import Any
 from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
+from concurrent_mlflow.manifest import InferenceSpec, ProjectSpec
 from concurrent_mlflow.taskfile import TaskFile
 from concurrent_mlflow.tracking import (
     OUTPUT_INDEX,
@@ -150,7 +151,7 @@ def run_task(
         manifest.input_bytes(),
     )
     (scratch / "manifest.json").write_text(manifest.dumps(), encoding="utf-8")
-    parameters = {**spec.get("parameters", {}), **manifest.parameters}
+    parameters = {**(spec.parameters if isinstance(spec, ProjectSpec) else {}), **manifest.parameters}
     tracking.log_params(child, {**partition_params(partition, manifest.partitions), **parameters})
     os.environ.update(
         {
@@ -163,7 +164,7 @@ def run_task(
             "MLFLOW_RUN_ID": child,
         }
     )
-    if spec["kind"] == "inference":
+    if isinstance(spec, InferenceSpec):
         from concurrent_mlflow.worker.inference import score_partition
 
         score_partition(spec, manifest, input_dir, output_dir)

@@ -11,9 +11,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from concurrent_mlflow.manifest import Manifest
+from concurrent_mlflow.manifest import Manifest, ProjectSpec
 from concurrent_mlflow.project import resolve_project
 from concurrent_mlflow.tracking import Tracking
 
@@ -21,7 +20,7 @@ log = logging.getLogger("concurrent.worker")
 
 
 def run_project(
-    spec: dict[str, Any], manifest: Manifest, child: str, tracking: Tracking, experiment_id: str | None = None
+    spec: ProjectSpec, manifest: Manifest, child: str, tracking: Tracking, experiment_id: str | None = None
 ) -> int:
     """Run the entry point to its end; returns its exit code (what the executor reports to the user).
     `experiment_id`, when the engine handed it over, saves reading the child run for it."""
@@ -37,11 +36,9 @@ def run_project(
     )
 
     cache_dir = Path(os.environ.get("CONCURRENT_CACHE", Path.home() / ".cache" / "concurrent-mlflow"))
-    project = resolve_project(
-        spec["project"], spec.get("commit"), base_dir=Path(spec["base_dir"]), cache_dir=cache_dir
-    )
-    parameters = {**spec["parameters"], **manifest.parameters}
-    env_manager = spec["env_manager"]
+    project = resolve_project(spec.project, spec.commit, base_dir=Path(spec.base_dir), cache_dir=cache_dir)
+    parameters = {**spec.parameters, **manifest.parameters}
+    env_manager = spec.env_manager
     config = {
         MLFLOW_LOCAL_BACKEND_RUN_ID_CONFIG: child,
         PROJECT_ENV_MANAGER: env_manager,
@@ -60,14 +57,14 @@ def run_project(
     log.info(
         "running %s entry point %r with %s (env manager: %s)",
         project.work_dir,
-        spec["entry_point"],
+        spec.entry_point,
         parameters,
         env_manager,
     )
     with _environment_lock(cache_dir, enabled=env_manager != "local"):
         submitted = LocalBackend().run(  # type: ignore[no-untyped-call]
             str(project.work_dir),
-            spec["entry_point"],
+            spec.entry_point,
             parameters,
             None,
             config,
