@@ -63,21 +63,34 @@ def preload(uri: str) -> Callable[[], None]:
     Downloading a `runs:/` or `models:/` model starts MLflow's download threads, which must never run in a
     process that forks; so a child process downloads it, and this process only loads the local copy (kept
     while tasks run: a flavour may read its files lazily)."""
-    import mlflow.pyfunc
-
     if Path(uri).is_dir():
-        LOADED[uri] = mlflow.pyfunc.load_model(uri)
+        _load(uri, uri)
         return lambda: None
     scratch = os.environ.get("CONCURRENT_SCRATCH")
     if scratch:
         Path(scratch).mkdir(parents=True, exist_ok=True)
     target = tempfile.mkdtemp(prefix="concurrent-model-", dir=scratch)
     try:
-        LOADED[uri] = mlflow.pyfunc.load_model(_download_in_child(uri, target))
+        _load(uri, _download_in_child(uri, target))
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
     return lambda: shutil.rmtree(target, ignore_errors=True)
+
+
+def _load(uri: str, local: str) -> None:
+    """Load the model and score its input example once, if it has one: the first `predict` imports
+    what schema enforcement needs, which every forked task would otherwise import again."""
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    LOADED[uri] = model = mlflow.pyfunc.load_model(local)
+    try:
+        example = Model.load(local).load_input_example(local)
+        if example is not None:
+            model.predict(example)
+    except Exception as exc:  # only a warm-up: a task that fails to score says why itself
+        log.info("model %s did not score its input example: %s", uri, exc)
 
 
 def _download_in_child(uri: str, target: str) -> str:
