@@ -26,6 +26,7 @@ def _log_model(loads: Path, *, thread: bool) -> str:
     return f"runs:/{run.info.run_id}/model"
 
 
+@pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")  # the schema is not the point
 def test_a_stage_loads_its_model_once_and_a_model_that_starts_a_thread_still_scores(
     run_dag: RunDag, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
