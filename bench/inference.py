@@ -171,7 +171,9 @@ def run_spark(
     """(end-to-end seconds of the spark_udf process, seconds of its job without the session start)."""
     started = time.perf_counter()
     done = _python(
-        [str(python), "-c", SPARK_JOB, str(cores), model_uri, str(data), str(out), ",".join(FEATURES)], uri
+        [str(python), "-c", SPARK_JOB, str(cores), model_uri, str(data), str(out), ",".join(FEATURES)],
+        uri,
+        {"PYSPARK_PYTHON": str(python)},  # Spark's Python workers: the env's, not the `python3` on PATH
     )
     total = time.perf_counter() - started
     return total, float(json.loads(done.strip().splitlines()[-1])["job"])
