@@ -271,6 +271,8 @@ def _plot(median: dict[str, float], partitions: tuple[int, ...], limit: float, o
         partitions, [median[f"concurrent_{n}p_rows_per_s"] for n in partitions], "o-", label="concurrent"
     )
     axes.axhline(limit, linestyle="--", color="grey", label="limit (cores x one process)")
+    axes.axhline(median["multiprocessing_rows_per_s"], linestyle="-.", color="green", label="multiprocessing")
+    axes.set_xticks(partitions)
     if "spark_udf_rows_per_s" in median:
         axes.axhline(median["spark_udf_rows_per_s"], linestyle=":", color="red", label="spark_udf")
     axes.set_xlabel("partitions")
