@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ WARM_MODULES = (
 READY = b"ready\n"
 UNSAFE = b"unsafe: "  # then why, on the same line
 START_TIMEOUT_SECONDS = 120.0
+WARM_TIMEOUT_SECONDS = 600.0  # a warm server's hook may download a large model
 REAP_INTERVAL_SECONDS = 0.1
 
 
@@ -71,10 +72,13 @@ class ForkServer:
         self.extra_modules = extra_modules  # imported after WARM_MODULES (tests use it to start a thread)
         self.environ = dict(os.environ if environ is None else environ)  # every child's memory holds it
         self._process: subprocess.Popen[bytes] | None = None
+        self._forked: tuple[int, int] | None = None  # a warm server forked by another: pid, start time
         self._starting = threading.Lock()  # the engine launches from several threads
 
     @property
     def pid(self) -> int | None:
+        if self._forked:
+            return self._forked[0]
         return self._process.pid if self._process else None
 
     def spawn(
@@ -100,23 +104,53 @@ class ForkServer:
             request["stdin"] = str(stdin)
         if user:
             request["user"] = {"name": user.name, "uid": user.uid, "gid": user.gid, "root": str(user.root)}
+        return int(self._ask(request)["pid"])
+
+    def warm(self, hook: str, argument: str, env: dict[str, str], log_path: Path) -> ForkServer:
+        """A fork server forked from this one (so it starts without importing anything) that, with `env`,
+        calls `hook` ("module:function") with `argument` before it serves, e.g. to load a model that its
+        tasks then share. Returns once it is ready; raises ForkUnsafeError if the hook left a thread
+        behind, ExecutorError if the hook failed (the reason is in `log_path`)."""
+        self._ensure_started()
+        warm = ForkServer(environ=env)
+        request = {"serve": warm.name, "hook": hook, "argument": argument, "env": env, "log": str(log_path)}
+        pid = int(self._ask({**request, "cwd": str(Path.cwd())})["pid"])
+        recorded = read_pid_file(log_path)
+        warm._forked = (pid, recorded[1] if recorded and recorded[0] == pid else start_time(pid) or 0)
+        try:
+            warm._ask({"ping": True}, timeout=WARM_TIMEOUT_SECONDS)  # answered once the hook has run
+        except BaseException:
+            warm.close()
+            raise
+        return warm
+
+    def _ask(self, request: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(30)
+            conn.settimeout(timeout)
             conn.connect(_abstract(self.name))
             conn.sendall(json.dumps(request).encode() + b"\n")
-            reply = json.loads(_read_line(conn))
+            line = _read_line(conn)
+        if not line:
+            raise ExecutorError(f"The fork server {self.name} closed the connection without answering.")
+        reply: dict[str, Any] = json.loads(line)
         if "unsafe" in reply:
             raise ForkUnsafeError(f"The fork server will not fork: {reply['unsafe']}")
         if "error" in reply:
             raise ExecutorError(f"The fork server could not start the task: {reply['error']}")
-        return int(reply["pid"])
+        return reply
 
     def close(self) -> None:
+        if self._forked is not None:
+            if running(*self._forked):  # the same process, not a reused pid
+                os.kill(self._forked[0], signal.SIGTERM)
+            self._forked = None
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()  # stops accepting; children carry on and are still reaped
             self._process = None
 
     def _ensure_started(self) -> None:
+        if self._forked is not None:
+            return  # started by the server it was forked from
         with self._starting:
             if self._process is None or self._process.poll() is not None:
                 self._start()
@@ -214,22 +248,38 @@ def serve(name: str, extra_modules: list[str]) -> None:
         sys.stdout.buffer.write(UNSAFE + problem.encode() + b"\n")
         sys.stdout.flush()
         sys.exit(3)
+    listener = _listen(name)
+    parent = os.getppid()
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
+    _loop(listener, (parent, start_time(parent) or 0), lambda: os.getppid() == parent)
+
+
+def _listen(name: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_abstract(name))
     listener.listen(64)
-    parent, stopping = os.getppid(), []
+    return listener
+
+
+def _loop(
+    listener: socket.socket,
+    engine: tuple[int, int],
+    engine_alive: Callable[[], bool],
+    refusal: str | None = None,
+) -> None:
+    """Serve requests until asked to stop or the engine is gone, then reap the last children."""
+    stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    sys.stdout.buffer.write(READY)
-    sys.stdout.flush()
     children: dict[int, Path] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    while not stopping and os.getppid() == parent:
+    while not stopping and engine_alive():
         for _ in selector.select(timeout=REAP_INTERVAL_SECONDS):
             with contextlib.suppress(OSError):
                 conn, _ = listener.accept()
                 with conn:
-                    _handle(conn, listener, children)
+                    _handle(conn, listener, children, engine, refusal)
         _reap(children)
     listener.close()  # the engine is gone (or asked us to stop): finish what runs, start nothing new
     while children:
@@ -237,12 +287,24 @@ def serve(name: str, extra_modules: list[str]) -> None:
         time.sleep(REAP_INTERVAL_SECONDS)
 
 
-def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Path]) -> None:
+def _handle(
+    conn: socket.socket,
+    listener: socket.socket,
+    children: dict[int, Path],
+    engine: tuple[int, int],
+    refusal: str | None = None,
+) -> None:
     request: dict[str, Any] = json.loads(_read_line(conn))
-    log_path = Path(request["log"])
+    if refusal:  # a warm server whose hook failed: its tasks go to the ordinary fork server
+        conn.sendall(json.dumps({"error": refusal}).encode() + b"\n")
+        return
     if problem := forksafety.fork_problem():  # a thread that appeared since start-up: never fork beside it
         conn.sendall(json.dumps({"unsafe": problem}).encode() + b"\n")
         return
+    if request.get("ping"):
+        conn.sendall(b'{"ready": true}\n')
+        return
+    log_path = Path(request["log"])
     ready_read, ready_write = os.pipe()
     try:
         pid = os.fork()
@@ -255,6 +317,8 @@ def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Pa
         conn.close()
         listener.close()
         os.close(ready_read)
+        if "serve" in request:
+            os._exit(_warm_server(request, log_path, ready_write, engine))
         os._exit(_child(request, log_path, ready_write))
     os.close(ready_write)
     children[pid] = log_path
@@ -277,6 +341,40 @@ def _reap(children: dict[int, Path]) -> None:
         log_path = children.pop(pid, None)
         if log_path is not None:
             _write_atomically(exit_file(log_path), str(os.waitstatus_to_exitcode(status)))
+
+
+def _warm_server(request: dict[str, Any], log_path: Path, ready: int, engine: tuple[int, int]) -> int:
+    """In a forked child: become a fork server of its own that runs `request["hook"]` first.
+
+    It listens before it says it started, so requests wait in its backlog while the hook runs. It keeps the
+    fork server's one-thread environment (its tasks get theirs back), and serves while the engine lives.
+    What the hook returns, if callable, is called once the last task has ended (e.g. to remove files)."""
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # closed while the hook runs: nothing to finish yet
+    _write_atomically(pid_file(log_path), f"{os.getpid()} {start_time(os.getpid())}")
+    listener = _listen(request["serve"])
+    os.write(ready, b"1")
+    os.close(ready)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.environ.clear()
+    os.environ.update({**request["env"], **forksafety.FORK_SAFE_ENV})
+    os.chdir(request["cwd"])
+    refusal, finish = None, None
+    try:
+        module, function = request["hook"].split(":")
+        finish = getattr(importlib.import_module(module), function)(request["argument"])
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        refusal = f"{request['hook']}({request['argument']!r}) failed: {exc}"
+    sys.stderr.flush()
+    _loop(listener, engine, lambda: running(*engine), refusal)
+    if callable(finish):
+        finish()
+    return 0
 
 
 def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:

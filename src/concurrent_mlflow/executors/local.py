@@ -33,6 +33,7 @@ from concurrent_mlflow.executors import forkserver
 from concurrent_mlflow.executors.base import Observation, TaskLaunch
 from concurrent_mlflow.executors.forkserver import ForkServer, ForkUnsafeError
 from concurrent_mlflow.executors.task_user import TaskUser, without_server_settings
+from concurrent_mlflow.executors.warm_models import WarmModels
 
 log = logging.getLogger("concurrent.executor")
 
@@ -65,9 +66,13 @@ class LocalExecutor:
         # A forked task's memory is the fork server's (its /proc/self/environ too): no server secrets there.
         environ = without_server_settings(os.environ) if task_user else None
         self._forkserver = (forkserver or ForkServer(environ=environ)) if fork else None
+        # Inference stages fork from a server holding their model; not as a task user (see warm_models.py).
+        self._warm = WarmModels(self._forkserver, log_root) if self._forkserver and not task_user else None
 
     def close(self) -> None:
-        """Stop the fork server (running workers carry on and are still reaped)."""
+        """Stop the fork servers (running workers carry on and are still reaped)."""
+        if self._warm is not None:
+            self._warm.close()
         if self._forkserver is not None:
             self._forkserver.close()
 
@@ -109,13 +114,18 @@ class LocalExecutor:
             task_file = log_path.with_name(log_path.name + ".task.json")
             _write_task_file(task_file, launch.task)
             args.append("--task-on-stdin")
+        if self._warm is not None and (warm := self._warm.server(launch, env)):
+            try:
+                return self._fork(warm, launch, args, env, log_path, task_file)
+            except ExecutorError as exc:  # e.g. it died: this stage's tasks load the model each
+                self._warm.refuse(launch, str(exc))
         if self._forkserver is not None:
             try:
-                return self._fork(launch, args, env, log_path, task_file)
+                return self._fork(self._forkserver, launch, args, env, log_path, task_file)
             except ForkUnsafeError as exc:
                 log.warning("%s", exc)  # loud once, then every worker is spawned: slower, never unsafe
-                self._forkserver.close()
-                self._forkserver = None
+                self.close()
+                self._forkserver, self._warm = None, None
         return self._spawn(launch, args, env, log_path, task_file)
 
     def _spawn(
@@ -145,13 +155,16 @@ class LocalExecutor:
         return _handle(process.pid, launch.child_run_id, log_path), str(log_path)
 
     def _fork(
-        self, launch: TaskLaunch, args: list[str], env: dict[str, str], log_path: Path, task_file: Path | None
+        self,
+        server: ForkServer,
+        launch: TaskLaunch,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        task_file: Path | None,
     ) -> tuple[dict[str, Any], str | None]:
-        assert self._forkserver is not None
         try:
-            pid = self._forkserver.spawn(
-                self.worker_module, args, env, log_path, user=self.task_user, stdin=task_file
-            )
+            pid = server.spawn(self.worker_module, args, env, log_path, user=self.task_user, stdin=task_file)
         except OSError as exc:
             raise ExecutorError(
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"
