@@ -1,9 +1,9 @@
 """The embedded MLflow tracking server used when no `MLFLOW_TRACKING_URI` is configured.
 
 Parallel tasks must not share one SQLite file directly, so we run a real `mlflow server` on loopback with a
-SQLite backend under the data dir. Artifacts go straight to a local directory (`--no-serve-artifacts`), so
-tasks hard-link inputs instead of downloading them. The server is left running after a command so the printed
-MLflow URLs keep working; `concurrent mlflow stop` stops it.
+SQLite backend under the data dir, as one process (mlflow_server.py). Artifacts go straight to a local
+directory (`--no-serve-artifacts`), so tasks hard-link inputs instead of downloading them. The server is
+left running after a command so the printed MLflow URLs keep working; `concurrent mlflow stop` stops it.
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ def server_command(root: Path, port: int, *, proxy_artifacts: bool, workers: int
     return [
         sys.executable,
         "-m",
-        "mlflow",
-        "server",
+        "concurrent_mlflow.mlflow_server",  # `mlflow server`, in one process (mlflow_server.py)
         "--host",
         "127.0.0.1",
         "--port",

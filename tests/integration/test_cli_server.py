@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -88,6 +90,7 @@ def test_sigterm_stops_the_server_and_the_mlflow_server_it_started(tmp_path: Pat
             time.sleep(0.5)
         mlflow_url = local_mlflow.server_url(home / "mlflow")
         assert mlflow_url is not None
+        assert _processes_in_group(home / "mlflow") == 1  # MLflow's launcher became the server (~280 MB)
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
@@ -97,6 +100,16 @@ def test_sigterm_stops_the_server_and_the_mlflow_server_it_started(tmp_path: Pat
         if server.poll() is None:
             server.kill()
         local_mlflow.stop_server(home / "mlflow")
+
+
+def _processes_in_group(root: Path) -> int:
+    """How many processes the embedded MLflow server runs as (its process group, from its state file)."""
+    pid = json.loads((root / "server.json").read_text())["pid"]
+    members = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            members += int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pid  # field 5: pgrp
+    return members
 
 
 def _answers(url: str) -> bool:
