@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install install-dev testbed-build ui
+.PHONY: demo test lint install install-dev testbed-build ui bench
 
 demo: install  ## Run the bundled 4-stage demo DAG on this machine (local executor, local MLflow).
 	$(UV) run --frozen --no-sync concurrent demo
@@ -17,6 +17,14 @@ lint: install-dev
 	$(UV) run --frozen --no-sync ruff check src tests bench scripts
 	$(UV) run --frozen --no-sync ruff format --check src tests bench scripts
 	$(UV) run --frozen --no-sync mypy
+
+# Every benchmark side by side (bench/harness.py): bench/RESULTS.md, bench/results.json and PNG plots. Slow (an
+# hour or more on 2 cores); BENCH_ARGS="--only p1,p3 --rounds 1" for part of it. Prefect and PySpark go into
+# venvs of their own under .bench/ (bench/envs.py); matplotlib comes with the `bench` dependency group.
+BENCH_ARGS ?=
+bench: install-dev
+	$(UV) sync --frozen --group bench
+	$(UV) run --frozen --no-sync python -m bench $(BENCH_ARGS)
 
 # The k8s tests' control plane: binaries built from the Go module proxy once, then cached (~7 min cold).
 testbed-build: install-dev

@@ -9,29 +9,24 @@ mid-run moves both sides of each ratio. The table gives medians (and min-max) of
 `dag validate` reads a local DAG whose project node names a local MLproject (bench/projects/noop), so it
 checks the entry point and parameters as it does for users.
 
-Every process may cache compiled modules (in a temporary PYTHONPYCACHEPREFIX that the warm-up round
-fills) as an installed Python does, even where PYTHONDONTWRITEBYTECODE is set; --no-bytecode-cache measures
-without.
+Every process may cache compiled modules (in a PYTHONPYCACHEPREFIX that the warm-up round fills) as an
+installed Python does, even where PYTHONDONTWRITEBYTECODE is set.
 
-Usage: uv run python bench/cli_start.py [--rounds 10] [--smoke] [--src DIR] [--results bench/results.json]
-  --smoke   2 rounds, to check that the bench still runs
-  --src     run the CLI from another source tree (e.g. an older checkout's src/) to measure it the same way
-Figures are merged into --results under cli_version_vs_imports, cli_help_vs_imports and
+A section of `make bench` (bench/harness.py); figures: cli_version_vs_imports, cli_help_vs_imports and
 cli_dag_validate_vs_imports (ratios, medians in seconds, rounds, date).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.harness import BenchContext, Section, Spread, ratios, table
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = "import click, rich, pydantic, yaml"
@@ -95,50 +90,32 @@ def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, float | int 
     return results
 
 
-def report(times: dict[str, list[float]], results: dict[str, dict[str, float | int | str]]) -> None:
-    print(f"\n{len(times['reference'])} rounds, {os.cpu_count()} cores, {sys.executable}\n")
-    print(f"{'command':<34}{'median s':>10}{'min-max s':>16}{'ratio':>8}{'min-max':>14}")
-    for name, seconds in times.items():
-        spread = f"{min(seconds):.3f}-{max(seconds):.3f}"
-        row = results.get(name)
-        ratio = f"{row['ratio_median']:>8.2f}{row['ratio_min']:>7.2f}-{row['ratio_max']:<6.2f}" if row else ""
-        print(f"{name:<34}{statistics.median(seconds):>10.3f}{spread:>16}{ratio}")
-
-
-def merge(path: Path, results: dict[str, dict[str, float | int | str]]) -> None:
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    stored.update(results)
-    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--smoke", action="store_true", help="2 rounds: check that the bench still runs.")
-    parser.add_argument("--src", type=Path, default=None, help="Run the CLI from this source tree.")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        action="store_true",
-        help="Compile every module from source at each start (as with PYTHONDONTWRITEBYTECODE=1).",
-    )
-    parser.add_argument("--results", type=Path, default=HERE / "results.json")
-    args = parser.parse_args()
-    rounds = 2 if args.smoke else args.rounds
-    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        dag = Path(tmp) / "dag.yaml"
-        dag.write_text(DAG.format(project=HERE / "projects" / "noop"), encoding="utf-8")
-        env = {**os.environ, "CONCURRENT_HOME": str(Path(tmp) / "home"), "COLUMNS": "100"}
-        if not args.no_bytecode_cache:  # as installed Python runs: modules compiled once (in the warm-up)
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        if args.src:
-            env["PYTHONPATH"] = str(args.src.resolve())
-        times = measure(commands(dag), rounds, env)
+def section(ctx: BenchContext) -> Section:
+    rounds = ctx.rounds if ctx.smoke else max(10, ctx.rounds)  # 0.1 s commands: cheap rounds, more of them
+    work = ctx.dir("cli")
+    dag = work / "dag.yaml"
+    dag.write_text(DAG.format(project=HERE / "projects" / "noop"), encoding="utf-8")
+    env = {**os.environ, "CONCURRENT_HOME": str(work / "home"), "COLUMNS": "100"}
+    env.pop(
+        "PYTHONDONTWRITEBYTECODE", None
+    )  # as installed Python runs: modules compiled once (in the warm-up)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    times = measure(commands(dag), rounds, env)
     results = summarise(times)
-    report(times, results)
-    merge(args.results, results)
-    print(f"\nwritten to {args.results}")
-
-
-if __name__ == "__main__":
-    main()
+    rows = [
+        [
+            "`concurrent " + " ".join(a for a in commands(dag)[name][1:3] if not a.endswith(".yaml")) + "`",
+            Spread.of(times[name]).text(3),
+            Spread.of(ratios(times[name], times["reference"])).text(2, "x"),
+        ]
+        for name in results
+    ]
+    rows.insert(0, [f'`python -c "{REFERENCE}"`', Spread.of(times["reference"]).text(3), "1x"])
+    markdown = (
+        "## CLI start-up (goal 1: at most 2x the reference)\n\n"
+        f"Fresh processes, {rounds} rounds in rotating order after a warm-up round, compiled modules "
+        "cached; `dag validate` reads a local DAG with a local MLproject. Seconds and the ratio to the "
+        "reference of the same round: median (min-max).\n\n"
+        + table(["command", "wall s", "vs reference"], rows)
+    )
+    return Section("cli", results, markdown)

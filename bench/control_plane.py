@@ -13,26 +13,41 @@ background thread the way a worker ends (output index logged, child run FINISHED
 process, so the figures are the control plane's own - store, engine, MLflow bookkeeping, API - and not
 this 2-core machine's process start-up (bench/local_fanout.py measures real local workers).
 
-Usage: uv run python bench/control_plane.py [--partitions 10000] [--task-threads 8] [--bare-partitions N]
-Uses MLFLOW_TRACKING_URI if set, else starts a throwaway MLflow server (SQLite) for the bench.
+A section of `make bench` (bench/harness.py), at several sizes for the cost-vs-partitions plot. Figures:
+p3_cost_vs_partitions (per size: seconds, tasks/s, server peak RSS, status-call latency) and
+p3_vs_bare_mlflow (per size: our rate over the bare calls' rate).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench import plotting
+from bench.harness import (
+    REPO,
+    BenchContext,
+    Section,
+    Spread,
+    interleave,
+    ratio_figure,
+    ratios,
+    seconds_figure,
+    table,
+)
 
 DAG = """
 name: bench-noop
@@ -43,6 +58,8 @@ edges:
   - {{from: files, to: noop, input: data, partitioner: file}}
 """
 HERE = Path(__file__).resolve().parent
+THREADS = 8  # stand-in workers ending tasks at once, and the bare baseline's threads
+SIZES, SMOKE_SIZES = [250, 1_000, 4_000, 10_000], [20]  # partitions; the plot's x axis
 
 
 # -- the server side: a real server whose executor ends each task at once -------------------------------
@@ -128,11 +145,22 @@ def start_server(
     from concurrent_mlflow.local_mlflow import _free_port
 
     port = _free_port()
-    argv = [sys.executable, __file__, "--serve", "--port", str(port), "--home", str(root / "home")]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.control_plane",
+        "--serve",
+        "--port",
+        str(port),
+        "--home",
+        str(root / "home"),
+    ]
     argv += ["--store", str(root / "store.db"), "--tracking", tracking, "--work-dir", str(root)]
     argv += ["--partitions", str(args.partitions), "--task-threads", str(args.task_threads)]
     argv += ["--task-seconds", str(task_seconds)]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("wb"))
+    process = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("wb")
+    )
     url = f"http://127.0.0.1:{port}/api/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -191,68 +219,154 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--partitions", type=int, default=10_000)
-    parser.add_argument("--task-threads", type=int, default=8, help="Stand-in workers ending tasks at once.")
-    parser.add_argument(
-        "--bare-partitions", type=int, default=None, help="Tasks in the bare-MLflow baseline [default: same]."
-    )
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--port", "--home", "--store", "--tracking", "--work-dir"):
-        parser.add_argument(hidden, help=argparse.SUPPRESS)
-    parser.add_argument("--task-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        args.port = int(args.port)
-        serve(args)
-        return
-
-    from concurrent_mlflow import local_mlflow
-
-    with tempfile.TemporaryDirectory(prefix="bench-cp-") as tmp:
-        root = Path(tmp)
-        tracking = os.environ.get("MLFLOW_TRACKING_URI") or local_mlflow.ensure_server(root / "mlflow")
-        data = root / "data"
-        data.mkdir()
-        for i in range(args.partitions):
+def ours(ctx: BenchContext, work: Path, partitions: int) -> dict[str, Any]:
+    """One run of `partitions` no-op tasks through a fresh server (so its peak RSS is this run's)."""
+    data = work / f"data-{partitions}"
+    if not (data / ".complete").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        for i in range(partitions):
             (data / f"f{i:07d}.txt").write_text(f"{i}\n")
-        server, url = start_server(root, tracking, args)
-        try:
-            with httpx.Client(base_url=url, timeout=120) as api:
-                dag = DAG.format(project=HERE / "projects" / "noop", partitions=args.partitions)
-                api.post("/dags", json={"yaml": dag}).raise_for_status()
-                started = time.perf_counter()
-                run = api.post("/runs", json={"dag": "bench-noop"}).raise_for_status().json()
-                submit_s = time.perf_counter() - started
-                result = watch(api, run["id"], args.partitions, server.pid, started)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-        args.bare_partitions = args.bare_partitions or args.partitions
-        bare_s = bare_mlflow(tracking, args.bare_partitions, args.task_threads)
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            local_mlflow.stop_server(root / "mlflow")
-    report(args, submit_s, result, bare_s)
-
-
-def report(args: argparse.Namespace, submit_s: float, result: dict[str, Any], bare_s: float) -> None:
-    latencies = [t * 1000 for t in result["latencies"]]
-    n = args.partitions
-    print(f"\n{n} no-op partitions, {os.cpu_count()} cores, {args.task_threads} task threads\n")
-    print(f"  run state                          {result['state']}")
-    print(f"  POST /runs answered in             {submit_s:8.2f} s")
-    dispatched, finished = result["dispatched_s"], result["finished_s"]
-    print(f"  submit -> all dispatched           {dispatched:8.1f} s  ({n / dispatched:.0f}/s)")
-    print(f"  submit -> run succeeded            {finished:8.1f} s  ({n / finished:.0f}/s)")
-    bare_rate = args.bare_partitions / bare_s
-    print(f"  bare MLflow, {args.bare_partitions} tasks            {bare_s:8.1f} s  ({bare_rate:.0f}/s)")
-    print(f"  ratio (bare rate / our rate)       {bare_rate / (n / finished):8.2f} x")
-    print(
-        f"  GET /runs/{{id}} latency            p50 {percentile(latencies, 50):.0f} ms, "
-        f"p99 {percentile(latencies, 99):.0f} ms, max {max(latencies):.0f} ms ({len(latencies)} calls)"
+        (data / ".complete").touch()
+    root = work / f"server-{partitions}-{time.time_ns()}"
+    root.mkdir()
+    (root / "data").symlink_to(data)
+    server, url = start_server(
+        root, ctx.tracking_uri, argparse.Namespace(partitions=partitions, task_threads=THREADS)
     )
-    print(f"  server peak RSS                    {result['peak_rss_mib']:8.0f} MiB")
+    try:
+        with httpx.Client(base_url=url, timeout=120) as api:
+            dag = DAG.format(project=HERE / "projects" / "noop", partitions=partitions)
+            api.post("/dags", json={"yaml": dag}).raise_for_status()
+            started = time.perf_counter()
+            run = api.post("/runs", json={"dag": "bench-noop"}).raise_for_status().json()
+            result = watch(api, run["id"], partitions, server.pid, started)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    if result["state"] != "succeeded":
+        raise RuntimeError(
+            f"the {partitions}-partition run ended {result['state']}; see {root / 'server.log'}"
+        )
+    return result
+
+
+def section(ctx: BenchContext) -> Section:
+    sizes = SMOKE_SIZES if ctx.smoke else SIZES
+    work = ctx.dir("p3")
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    bare: dict[int, list[float]] = {n: [] for n in sizes}
+
+    def run_ours(n: int) -> float:
+        runs[n].append(ours(ctx, work, n))
+        return float(runs[n][-1]["finished_s"])
+
+    def run_bare(n: int) -> float:
+        bare[n].append(bare_mlflow(ctx.tracking_uri, n, THREADS))
+        return bare[n][-1]
+
+    contenders: dict[str, Callable[[], float]] = {}
+    for n in sizes:
+        contenders[f"concurrent server, {n}"] = functools.partial(run_ours, n)
+        contenders[f"bare MLflow, {n}"] = functools.partial(run_bare, n)
+    interleave(contenders, ctx.rounds)
+    cost = {str(n): cost_figure(n, runs[n], bare[n]) for n in sizes}
+    figures: dict[str, Any] = {"p3_cost_vs_partitions": cost}
+    figures["p3_vs_bare_mlflow"] = {
+        str(n): ratio_figure(ratios(bare[n], [r["finished_s"] for r in runs[n]]), partitions=n)
+        for n in sizes
+        if n in (1_000, 10_000) or n == sizes[-1]
+    }
+    plots = [plot(ctx.out_dir / "p3_cost_vs_partitions.png", sizes, runs, bare)] if can_plot() else []
+    return Section("p3", figures, markdown(ctx, sizes, runs, bare), plots)
+
+
+def cost_figure(n: int, runs: list[dict[str, Any]], bare: list[float]) -> dict[str, Any]:
+    finished = [r["finished_s"] for r in runs]
+    latencies = [t * 1000 for r in runs for t in r["latencies"]]
+    return {
+        "ours": seconds_figure(finished) | {"tasks_per_s": round(n / statistics.median(finished), 2)},
+        "bare_mlflow": seconds_figure(bare) | {"tasks_per_s": round(n / statistics.median(bare), 2)},
+        "dispatched_median_s": round(statistics.median(r["dispatched_s"] or 0.0 for r in runs), 3),
+        "server_peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
+        "status_call_ms": {
+            "p50": round(percentile(latencies, 50), 1),
+            "p99": round(percentile(latencies, 99), 1),
+        },
+    }
+
+
+def markdown(
+    ctx: BenchContext, sizes: list[int], runs: dict[int, list[dict[str, Any]]], bare: dict[int, list[float]]
+) -> str:
+    rows = []
+    for n in sizes:
+        finished = [r["finished_s"] for r in runs[n]]
+        cost = cost_figure(n, runs[n], bare[n])
+        rows.append(
+            [
+                f"{n:,}",
+                Spread.of(finished).text(1),
+                f"{cost['ours']['tasks_per_s']:.1f}",
+                Spread.of(bare[n]).text(1),
+                f"{cost['bare_mlflow']['tasks_per_s']:.1f}",
+                Spread.of(ratios(bare[n], finished)).text(2, "x"),
+                f"{cost['server_peak_rss_mib']:.0f}",
+                f"{cost['status_call_ms']['p50']:.0f} / {cost['status_call_ms']['p99']:.0f}",
+            ]
+        )
+    headers = ["partitions", "ours: submit to succeeded, s", "tasks/s", "bare MLflow, s", "tasks/s"]
+    headers += ["our rate vs bare", "server peak RSS, MiB", "GET /runs/{id} p50 / p99 ms"]
+    return (
+        "## P3: control plane (goal 6: at least 0.8x the bare MLflow rate at 1,000 and 10,000 "
+        "partitions)\n\n"
+        "One run of N no-op partitions through a real `concurrent server` (a fresh one per run, SQLite "
+        f"store) whose executor ends each task the way a no-op worker does, from {THREADS} threads, without "
+        "starting a process: the control plane's own cost (store, engine, MLflow bookkeeping, API). Side "
+        "by side, the bare "
+        f"MLflow calls the same N tasks need (create the child run, log its output index, end it; {THREADS} "
+        f"threads), on the same MLflow server. {ctx.rounds} rounds, sizes and contenders round-robin; "
+        "median (min-max). Ratio: our tasks/s over the bare calls' tasks/s, per round.\n\n"
+        + table(headers, rows)
+        + "\n"
+    )
+
+
+def can_plot() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def plot(
+    path: Path, sizes: list[int], runs: dict[int, list[dict[str, Any]]], bare: dict[int, list[float]]
+) -> Path:
+    ours_s = [statistics.median(r["finished_s"] for r in runs[n]) for n in sizes]
+    bare_s = [statistics.median(bare[n]) for n in sizes]
+    return plotting.lines(
+        path,
+        "P3: no-op partitions through `concurrent server` vs the bare MLflow calls",
+        "partitions",
+        sizes,
+        {
+            "seconds (median)": {"concurrent server": ours_s, "bare MLflow": bare_s},
+            "tasks per second": {
+                "concurrent server": [n / s for n, s in zip(sizes, ours_s, strict=True)],
+                "bare MLflow": [n / s for n, s in zip(sizes, bare_s, strict=True)],
+            },
+        },
+    )
+
+
+def main() -> None:
+    """`--serve` only: the server process that `start_server` starts."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", action="store_true", required=True)
+    for name in ("--port", "--home", "--store", "--tracking", "--work-dir"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--task-threads", type=int, required=True)
+    parser.add_argument("--task-seconds", type=float, default=0.0)
+    args = parser.parse_args()
+    args.port = int(args.port)
+    serve(args)
 
 
 if __name__ == "__main__":

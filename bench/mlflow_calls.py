@@ -1,9 +1,10 @@
 """MLflow REST calls per local task, by endpoint and by caller (engine or worker), from a real server's log.
 
-Starts a real `mlflow server` (SQLite, artifacts proxied through the server as with a remote tracking
-server, so artifact reads and writes count too) whose uvicorn access log records every request, then runs
-`concurrent run` of a DAG (a local source of small files -> one no-op project node) twice, with `--small`
-and with `--partitions` partitions. Per task = (calls of the large run - calls of the small one) / the
+Uses a real `mlflow server` (SQLite; artifacts proxied through the server as with a remote tracking server,
+so artifact reads and writes count too, or written directly) whose uvicorn access log records every
+request; runs
+`concurrent run` of a DAG (a local source of small files -> one no-op project node) twice, with a few
+partitions and with more. Per task = (calls of the large run - calls of the small one) / the
 difference in partitions: the marginal cost of one more task, without the run's own fixed calls (parent
 run, plan), which are reported apart.
 
@@ -12,28 +13,23 @@ server the engine process holds (/proc/<pid>/fd and /proc/net/tcp); a request fr
 ports is the engine's, any other is a worker's (a worker is a forked or spawned process of its own).
 Connections stay open for uvicorn's keep-alive (5 s) after each request, so sampling sees every one.
 
-Usage: uv run python bench/mlflow_calls.py [--partitions 12] [--small 2] [--artifacts proxied|direct]
-Linux only (it reads /proc). Prints the table and merges it into bench/results.json under
-`p3_mlflow_calls_per_task` (`..._direct` with --artifacts direct, or the key given with --key).
+A section of `make bench` (bench/harness.py); Linux only (it reads /proc). Figures:
+`p3_mlflow_calls_per_task` (artifacts proxied) and `p3_mlflow_calls_per_task_direct`.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench.harness import BenchContext, Section, start_mlflow, stop, table, today
 
 HERE = Path(__file__).resolve().parent
 DAG = """
@@ -46,40 +42,6 @@ edges:
 """
 REQUEST = re.compile(r' (\d+\.\d+\.\d+\.\d+):(\d+) - "([A-Z]+) (\S+) HTTP/[\d.]+" (\d+)')
 IDS = re.compile(r"/[0-9a-f]{32}(?=/|$)|/\d+(?=/)")  # run ids, experiment ids inside artifact paths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(root: Path, proxied: bool) -> tuple[subprocess.Popen[bytes], str, Path]:
-    from concurrent_mlflow.local_mlflow import server_command, server_env
-
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            server_command(root, port, proxy_artifacts=proxied, workers=1),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=server_env(),
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return process, url, log
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("mlflow server did not become healthy")
 
 
 class EnginePorts(threading.Thread):
@@ -106,9 +68,9 @@ class EnginePorts(threading.Thread):
         except OSError:
             return set()
         ports = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for tcp in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
-                lines = Path(table).read_text().splitlines()[1:]
+                lines = Path(tcp).read_text().splitlines()[1:]
             except OSError:
                 continue
             for line in lines:
@@ -181,60 +143,53 @@ def per_task(small: dict[str, Counter[str]], large: dict[str, Counter[str]], ext
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--partitions", type=int, default=12)
-    parser.add_argument("--small", type=int, default=2)
-    parser.add_argument("--results", type=Path, default=HERE / "results.json")
-    parser.add_argument(
-        "--artifacts",
-        choices=["proxied", "direct"],
-        default="proxied",
-        help="proxied: through the server, as with a remote one (default); direct: clients write files "
-        "into the artifact root, as with the local server `concurrent` starts",
-    )
-    parser.add_argument("--key", default=None, help="default: p3_mlflow_calls_per_task[_direct]")
-    parser.add_argument("--no-save", action="store_true", help="Print only; leave results.json alone.")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
-        root = Path(tmp)
-        process, url, log = start_server(root / "mlflow", args.artifacts == "proxied")
-        try:
-            run_dag(root, url, log, 1)  # warm up: the experiment, the project cache
-            small = run_dag(root, url, log, args.small)
-            large = run_dag(root, url, log, args.partitions)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-    table = per_task(small, large, args.partitions - args.small)
+def measure(workdir: Path, url: str, log: Path, small: int, large: int, artifacts: str) -> dict[str, Any]:
+    run_dag(workdir, url, log, 1)  # warm up: the experiment, the project cache
+    before = run_dag(workdir, url, log, small)
+    after = run_dag(workdir, url, log, large)
+    table = per_task(before, after, large - small)
     fixed = {
-        caller: sum(small[caller].values()) - args.small * sum(table[caller].values())
+        caller: sum(before[caller].values()) - small * sum(table[caller].values())
         for caller in ("engine", "worker")
     }
-    result = {
-        "date": datetime.date.today().isoformat(),
-        "partitions": [args.small, args.partitions],
+    return {
+        "date": today(),
+        "partitions": [small, large],
         "per_task": table,
         "per_run_fixed": {k: round(v, 2) for k, v in fixed.items()},
-        "artifacts": args.artifacts,
+        "artifacts": artifacts,
     }
-    print(
-        f"\nMLflow REST calls per local task ({args.small} vs {args.partitions} partitions, no-op task, "
-        f"{args.artifacts} artifacts)\n"
+
+
+def section(ctx: BenchContext) -> Section:
+    """Direct artifacts on the bench's shared server; proxied ones (the headline) on a server of its own."""
+    small, large = (1, 2) if ctx.smoke else (2, 12)
+    work = ctx.dir("calls")
+    figures = {
+        "p3_mlflow_calls_per_task_direct": measure(
+            work / "direct", ctx.tracking_uri, ctx.mlflow_log, small, large, "direct"
+        )
+    }
+    if not ctx.smoke:  # a second MLflow server costs the smoke run 10-20 s; the counting is the same code
+        process, url, log = start_mlflow(work / "mlflow-proxied", proxied=True)
+        try:
+            figures["p3_mlflow_calls_per_task"] = measure(work / "proxied", url, log, small, large, "proxied")
+        finally:
+            stop(process)
+    rows = []
+    for key, figure in figures.items():
+        for caller in ("engine", "worker"):
+            rows += [
+                [figure["artifacts"], caller, f"`{name}`", f"{n:g}"]
+                for name, n in figure["per_task"][caller].items()
+            ]
+        rows.append([figure["artifacts"], "**total**", f"`{key}`", f"**{figure['per_task']['total']:g}**"])
+    markdown = (
+        "## MLflow REST calls per local task (goal 3: at most 6)\n\n"
+        f"A no-op DAG of {large} partitions against one of {small}, the difference per partition, counted "
+        "from the MLflow server's access log; a call is the engine's if it came from a connection the "
+        "`concurrent run` process held. `proxied`: artifacts through the server, as with a remote one; "
+        "`direct`: written into the artifact root, as with the local server `concurrent` starts.\n\n"
+        + table(["artifacts", "caller", "endpoint (figure)", "calls per task"], rows)
     )
-    for caller in ("engine", "worker"):
-        for name, count in table[caller].items():
-            print(f"  {caller:<7} {name:<45}{count:>6g}")
-    print(f"  {'total':<53}{table['total']:>6g}")
-    print(f"  per run, not per task: engine {fixed['engine']:g}, worker {fixed['worker']:g}")
-    if not args.no_save:
-        stored = json.loads(args.results.read_text()) if args.results.exists() else {}
-        key = args.key or "p3_mlflow_calls_per_task" + ("" if args.artifacts == "proxied" else "_direct")
-        stored[key] = result
-        args.results.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return Section("calls", figures, markdown)

@@ -21,7 +21,7 @@ engine work per second; what differs is only how many partitions the UI has to s
 needs to finish: the 100-partition one lasts about 100 s, long enough for its measurements, and each is
 cancelled once measured.
 
-Usage: uv run python bench/ui_scale.py [--partitions 10000] [--window 15] [--repeat 3] [--parallelism 4]
+Usage: uv run python -m bench.ui_scale [--partitions 10000] [--window 15] [--repeat 3] [--parallelism 4]
                                        [--task-seconds 4]
 Uses MLFLOW_TRACKING_URI if set, else starts a throwaway MLflow server (SQLite) for the bench.
 """
@@ -45,7 +45,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from control_plane import percentile, start_server  # a sibling script, not a package
+from bench.control_plane import percentile, start_server
 
 SMALL = 100
 NODE = "noop"
