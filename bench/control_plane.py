@@ -59,7 +59,7 @@ edges:
 """
 HERE = Path(__file__).resolve().parent
 THREADS = 8  # stand-in workers ending tasks at once, and the bare baseline's threads
-SIZES, SMOKE_SIZES = [250, 1_000, 4_000, 10_000], [20]  # partitions; the plot's x axis
+SIZES, SMOKE_SIZES = [250, 1_000, 4_000, 10_000], [10]  # partitions; the plot's x axis
 
 
 # -- the server side: a real server whose executor ends each task at once -------------------------------

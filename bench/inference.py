@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any
+
+from bench.harness import BenchContext, Section, ratio_figure, ratios
 
 FEATURES = [f"f{i}" for i in range(10)]
 FILES = 40
@@ -49,24 +50,6 @@ frame.withColumn("prediction", predict(struct(*sys.argv[5].split(",")))).write.m
 done = time.perf_counter()
 print(json.dumps({"session": session - started, "job": done - session}))
 """
-
-
-class Context(Protocol):
-    """What bench/harness.py hands each section."""
-
-    workdir: Path
-    out_dir: Path
-    rounds: int
-    smoke: bool
-    tracking_uri: str
-
-
-@dataclass
-class Section:
-    name: str
-    figures: dict[str, float] = field(default_factory=dict)
-    markdown: str = ""
-    plots: list[Path] = field(default_factory=list)
 
 
 # -- data and model -----------------------------------------------------------------------------------------
@@ -188,10 +171,10 @@ def _python(argv: list[str], uri: str, extra: dict[str, str] | None = None) -> s
 
 
 # -- the section --------------------------------------------------------------------------------------------
-def section(ctx: Context) -> Section:
+def section(ctx: BenchContext) -> Section:
     rows = int(os.environ.get("BENCH_INFERENCE_ROWS") or (20_000 if ctx.smoke else 10_000_000))
     wanted = os.environ.get("BENCH_INFERENCE_PARTITIONS")
-    partitions = tuple(map(int, wanted.split(","))) if wanted else (2, 20) if ctx.smoke else PARTITIONS
+    partitions = tuple(map(int, wanted.split(","))) if wanted else (2,) if ctx.smoke else PARTITIONS
     cores = len(os.sched_getaffinity(0))
     work = ctx.workdir / "inference"
     data = make_data(work / "data", rows, FILES)
@@ -222,8 +205,7 @@ def section(ctx: Context) -> Section:
 
 
 def _spark_python(workdir: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from envs import ensure
+    from bench.envs import ensure
 
     return ensure("spark", workdir)
 
@@ -232,15 +214,16 @@ def _summarise(
     samples: dict[str, list[float]], rows: int, cores: int, partitions: tuple[int, ...], out_dir: Path
 ) -> Section:
     median = {name: statistics.median(values) for name, values in samples.items()}
-    figures = {f"p2_{name}": value for name, value in median.items()}
+    figures: dict[str, Any] = {f"p2_{name}": value for name, value in median.items()}
     limit = cores * median["one_process_rows_per_s"]
     figures["p2_limit_rows_per_s"] = limit
-    most = max(partitions)
-    ours = median[f"concurrent_{most}p_rows_per_s"]
-    figures["p2_inference_vs_limit"] = ours / limit
-    figures["p2_20_vs_2_partitions"] = median["concurrent_2p_rows_per_s"] / ours  # time ratio, 20 over 2
-    if "spark_udf_rows_per_s" in median:
-        figures["p2_inference_vs_spark_udf"] = ours / median["spark_udf_rows_per_s"]
+    ours = samples[f"concurrent_{max(partitions)}p_rows_per_s"]  # ratios per round, then their spread
+    limits = [cores * one for one in samples["one_process_rows_per_s"]]
+    figures["p2_inference_vs_limit"] = ratio_figure(ratios(ours, limits), partitions=max(partitions))
+    if 2 in partitions and 20 in partitions:  # time of 20 partitions over time of 2, for the same rows
+        figures["p2_20_vs_2_partitions"] = ratio_figure(ratios(samples["concurrent_2p_rows_per_s"], ours))
+    if "spark_udf_rows_per_s" in samples and len(samples["spark_udf_rows_per_s"]) == len(ours):
+        figures["p2_inference_vs_spark_udf"] = ratio_figure(ratios(ours, samples["spark_udf_rows_per_s"]))
     lines = [
         f"{rows:,} rows x {len(FEATURES)} features in {FILES} Parquet files, sklearn LogisticRegression, "
         f"{cores} cores; median (min-max) of {len(next(iter(samples.values())))} interleaved round(s).",
@@ -255,7 +238,7 @@ def _summarise(
         )
     lines.append(f"| limit: {cores} x one process | {limit:,.0f} | 1.00 |")
     plots = _plot(median, partitions, limit, out_dir)
-    return Section("P2 batch inference", figures, "\n".join(lines), plots)
+    return Section("P2 batch inference", figures, "## P2: batch inference\n\n" + "\n".join(lines), plots)
 
 
 def _plot(median: dict[str, float], partitions: tuple[int, ...], limit: float, out_dir: Path) -> list[Path]:
@@ -285,15 +268,6 @@ def _plot(median: dict[str, float], partitions: tuple[int, ...], limit: float, o
     return [path]
 
 
-@dataclass
-class _Standalone:
-    workdir: Path
-    out_dir: Path
-    rounds: int
-    smoke: bool
-    tracking_uri: str
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one-process":
         print(json.dumps(one_process(sys.argv[2], sys.argv[4:], sys.argv[3])))
@@ -319,7 +293,8 @@ def main() -> None:
     from concurrent_mlflow.local_mlflow import ensure_server
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or ensure_server(args.workdir / "mlflow")
-    done = section(_Standalone(args.workdir, args.workdir / "out", args.rounds, args.smoke, uri))
+    log = args.workdir / "mlflow" / "server.log"
+    done = section(BenchContext(args.workdir, args.workdir / "out", args.rounds, args.smoke, uri, log))
     print(done.markdown)
     print(json.dumps(done.figures, indent=1))
 
