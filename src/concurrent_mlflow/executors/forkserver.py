@@ -14,9 +14,14 @@ It listens on an abstract Unix socket, and for each request forks a child that:
     environment asks for;
   - with a task user (task_user.py), drops to it for good (groups, gid, uid, checked) and moves to its home;
   - and runs the requested module as `__main__`.
-The fork server reaps its children and writes `<log>.exit` with the exit code (negative: killed by that
-signal). When its own parent (the engine) dies it takes no new work but keeps reaping until its last child
-has ended, so a task outlives an engine crash and its exit code is still recorded for the next engine.
+The fork server reaps a child as soon as it ends (SIGCHLD wakes its loop through `signal.set_wakeup_fd`, no
+poll), writes `<log>.exit` with the exit code (negative: killed by that signal), the record a restarted engine
+reads, and then tells the engine at once with a line `exit PID CODE` on its stdout, which a thread of
+`ForkServer` reads and passes to `on_exit`: the engine wakes on a task's end instead of polling for it.
+When its own parent (the engine) dies it takes no new work but keeps reaping until its last child has ended,
+so a task outlives an engine crash and its exit code is still recorded for the next engine.
+The engine starts it in the background as it opens (`ForkServer.start`), so its imports (seconds) overlap
+the run's planning instead of delaying the first task.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import faulthandler
 import importlib
 import json
+import logging
 import os
 import random
 import runpy
@@ -34,9 +40,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +49,27 @@ from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forksafety
 from concurrent_mlflow.executors.task_user import TaskUser
 
-# What a worker imports anyway; importing it here is the whole point.
+log = logging.getLogger("concurrent.executor")
+
+# What a worker imports anyway, and what task code mostly imports (pandas, pyarrow, pyfunc models): importing
+# it here once is the whole point. Each is checked to start no thread (test_forksafety.py).
 WARM_MODULES = (
     "mlflow",
     "mlflow.projects",
+    "mlflow.pyfunc",
+    "pandas",
+    "pyarrow",
     "concurrent_mlflow.worker.main",
     "concurrent_mlflow.worker.project_run",
     "threadpoolctl",
 )
 READY = b"ready\n"
 UNSAFE = b"unsafe: "  # then why, on the same line
+EXIT = b"exit "  # then the pid and its exit code: one line per reaped child, to the engine
 START_TIMEOUT_SECONDS = 120.0
-REAP_INTERVAL_SECONDS = 0.1
+# Only a safety net: children are reaped on SIGCHLD. This is how often the loop also checks that its parent
+# (the engine) is still there.
+PARENT_CHECK_SECONDS = 1.0
 
 
 # -- the engine's side --------------------------------------------------------------------------------------
@@ -63,15 +77,26 @@ class ForkUnsafeError(ExecutorError):
     """The fork server has (or would have) more than one thread: the caller must spawn instead."""
 
 
-class ForkServer:
-    """Starts the fork server on first use and asks it for children."""
+ExitCallback = Callable[[int, int], None]
 
-    def __init__(self, extra_modules: tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> None:
+
+class ForkServer:
+    """Starts the fork server (in the background with `start`, else on first use) and asks it for children;
+    `on_exit(pid, code)` is called, from a reader thread, as each child is reaped."""
+
+    def __init__(
+        self,
+        extra_modules: tuple[str, ...] = (),
+        environ: Mapping[str, str] | None = None,
+        on_exit: ExitCallback | None = None,
+    ) -> None:
         self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.extra_modules = extra_modules  # imported after WARM_MODULES (tests use it to start a thread)
         self.environ = dict(os.environ if environ is None else environ)  # every child's memory holds it
+        self.on_exit = on_exit
         self._process: subprocess.Popen[bytes] | None = None
         self._starting = threading.Lock()  # the engine launches from several threads
+        self._start_error: BaseException | None = None  # from a background start: raised by the next spawn
 
     @property
     def pid(self) -> int | None:
@@ -111,13 +136,29 @@ class ForkServer:
             raise ExecutorError(f"The fork server could not start the task: {reply['error']}")
         return int(reply["pid"])
 
+    def start(self) -> None:
+        """Start the fork server in a background thread now, so its imports are done by the first task
+        (`spawn` waits for it if not). Does nothing if it runs or is starting."""
+        if self._process is None and not self._starting.locked():
+            threading.Thread(target=self._start_in_background, name="concurrent-forkserver-start").start()
+
     def close(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()  # stops accepting; children carry on and are still reaped
+        with self._starting:  # a start under way finishes first, so no fork server outlives the engine
+            if self._process is not None and self._process.poll() is None:
+                self._process.terminate()  # stops accepting; children carry on and are still reaped
             self._process = None
+
+    def _start_in_background(self) -> None:
+        try:
+            self._ensure_started()
+        except BaseException as exc:  # handed to the next spawn, which reports it
+            self._start_error = exc
 
     def _ensure_started(self) -> None:
         with self._starting:
+            if self._start_error is not None:
+                error, self._start_error = self._start_error, None
+                raise error
             if self._process is None or self._process.poll() is not None:
                 self._start()
 
@@ -125,7 +166,7 @@ class ForkServer:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name, *self.extra_modules],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE,  # READY, then one line per reaped child
             env={**self.environ, **forksafety.FORK_SAFE_ENV},
             start_new_session=True,  # Ctrl-C at the engine's terminal is the engine's to handle
         )
@@ -139,6 +180,22 @@ class ForkServer:
                     f"The local fork server refused to start: {line[len(UNSAFE) :].decode().strip()}"
                 )
             raise ExecutorError(f"The local fork server failed to start (exit code {code}).")
+        reader = threading.Thread(
+            target=self._read_exits, args=(self._process,), name="concurrent-forkserver-exits", daemon=True
+        )
+        reader.start()
+
+    def _read_exits(self, process: subprocess.Popen[bytes]) -> None:
+        """Pass each `exit PID CODE` line to `on_exit` until the fork server's stdout closes."""
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not line.startswith(EXIT) or self.on_exit is None:
+                continue
+            try:
+                pid, code = map(int, line[len(EXIT) :].split())
+                self.on_exit(pid, code)
+            except Exception:  # a bad line or callback must not stop the exits that follow
+                log.exception("fork server: could not pass on %r", line)
 
 
 def _abstract(name: str) -> str:
@@ -218,26 +275,42 @@ def serve(name: str, extra_modules: list[str]) -> None:
     listener.bind(_abstract(name))
     listener.listen(64)
     parent, stopping = os.getppid(), []
+    signals = _wake_on_signals()
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
+    os.set_blocking(sys.stdout.fileno(), False)  # an engine that stopped reading never blocks the reaping
     children: dict[int, Path] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(signals, selectors.EVENT_READ)
     while not stopping and os.getppid() == parent:
-        for _ in selector.select(timeout=REAP_INTERVAL_SECONDS):
-            with contextlib.suppress(OSError):
-                conn, _ = listener.accept()
-                with conn:
-                    _handle(conn, listener, children)
-        _reap(children)
-    listener.close()  # the engine is gone (or asked us to stop): finish what runs, start nothing new
+        for key, _ in selector.select(timeout=PARENT_CHECK_SECONDS):
+            if key.fileobj is listener:
+                with contextlib.suppress(OSError):
+                    conn, _ = listener.accept()
+                    with conn:
+                        _handle(conn, listener, signals, children)
+        _reap(signals, children)
+    # The engine is gone (or asked us to stop): finish what runs, start nothing new.
+    selector.unregister(listener)
+    listener.close()
     while children:
-        _reap(children)
-        time.sleep(REAP_INTERVAL_SECONDS)
+        selector.select(timeout=PARENT_CHECK_SECONDS)
+        _reap(signals, children)
 
 
-def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Path]) -> None:
+def _wake_on_signals() -> int:
+    """A pipe that receives a byte on each signal (SIGCHLD above all): the loop's select wakes on it."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the signal is delivered to the pipe
+    return read
+
+
+def _handle(conn: socket.socket, listener: socket.socket, signals: int, children: dict[int, Path]) -> None:
     request: dict[str, Any] = json.loads(_read_line(conn))
     log_path = Path(request["log"])
     if problem := forksafety.fork_problem():  # a thread that appeared since start-up: never fork beside it
@@ -255,6 +328,7 @@ def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Pa
         conn.close()
         listener.close()
         os.close(ready_read)
+        _no_signal_wakeups(signals)
         os._exit(_child(request, log_path, ready_write))
     os.close(ready_write)
     children[pid] = log_path
@@ -265,7 +339,18 @@ def _handle(conn: socket.socket, listener: socket.socket, children: dict[int, Pa
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
-def _reap(children: dict[int, Path]) -> None:
+def _no_signal_wakeups(signals: int) -> None:
+    """In a forked child: signals as a fresh process has them (its own subprocesses' SIGCHLD is its own)."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.close(signals)
+
+
+def _reap(signals: int, children: dict[int, Path]) -> None:
+    """Reap every child that ended: its exit file first (the lasting record), then a line to the engine."""
+    with contextlib.suppress(BlockingIOError):
+        while os.read(signals, 4096):  # drained before waitpid: a SIGCHLD after it wakes the next select
+            pass
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -276,7 +361,10 @@ def _reap(children: dict[int, Path]) -> None:
             return
         log_path = children.pop(pid, None)
         if log_path is not None:
-            _write_atomically(exit_file(log_path), str(os.waitstatus_to_exitcode(status)))
+            code = os.waitstatus_to_exitcode(status)
+            _write_atomically(exit_file(log_path), str(code))
+            with contextlib.suppress(OSError):  # the engine died or stopped reading: the file is enough
+                os.write(sys.stdout.fileno(), EXIT + f"{pid} {code}\n".encode())
 
 
 def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
