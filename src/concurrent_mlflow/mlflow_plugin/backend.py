@@ -129,6 +129,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
     ) -> ConcurrentSubmittedRun:
         """Check the DAG's clusters, record the run, drive it, wait for its parent run."""
         engine, store = open_engine(paths, tracking_uri)
+        engine.prepare()  # the fork server imports MLflow while the run is recorded and its parent opened
         try:
             check_clusters(store, dag, paths)
             driver = orphans.this_process("mlflow")
