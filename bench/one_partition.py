@@ -47,8 +47,8 @@ nodes:
 SUBMIT = """
 import sys, time, mlflow.projects
 started = time.perf_counter()
-submitted = mlflow.projects.run(sys.argv[1], entry_point="main", backend=sys.argv[2], env_manager="local",
-                                synchronous=False)
+submitted = mlflow.projects.run(sys.argv[1], entry_point="main", parameters={}, backend=sys.argv[2],
+                                env_manager="local", synchronous=False)
 print(time.perf_counter() - started, flush=True)
 sys.exit(0 if submitted.wait() else 1)
 """
