@@ -140,7 +140,10 @@ class ForkServer:
         """Start the fork server in a background thread now, so its imports are done by the first task
         (`spawn` waits for it if not). Does nothing if it runs or is starting."""
         if self._process is None and not self._starting.locked():
-            threading.Thread(target=self._start_in_background, name="concurrent-forkserver-start").start()
+            # A daemon: a command that fails before its first task exits at once (the fork server follows).
+            starter = threading.Thread(target=self._start_in_background, name="concurrent-forkserver-start")
+            starter.daemon = True
+            starter.start()
 
     def close(self) -> None:
         with self._starting:  # a start under way finishes first, so no fork server outlives the engine
@@ -268,8 +271,7 @@ def serve(name: str, extra_modules: list[str]) -> None:
     for module in (*WARM_MODULES, *extra_modules):
         importlib.import_module(module)
     if problem := forksafety.fork_problem():
-        sys.stdout.buffer.write(UNSAFE + problem.encode() + b"\n")
-        sys.stdout.flush()
+        _tell_engine(UNSAFE + problem.encode() + b"\n")
         sys.exit(3)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_abstract(name))
@@ -277,8 +279,8 @@ def serve(name: str, extra_modules: list[str]) -> None:
     parent, stopping = os.getppid(), []
     signals = _wake_on_signals()
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    sys.stdout.buffer.write(READY)
-    sys.stdout.flush()
+    if not _tell_engine(READY):
+        return  # the engine exited while we imported
     os.set_blocking(sys.stdout.fileno(), False)  # an engine that stopped reading never blocks the reaping
     children: dict[int, Path] = {}
     selector = selectors.DefaultSelector()
@@ -298,6 +300,14 @@ def serve(name: str, extra_modules: list[str]) -> None:
     while children:
         selector.select(timeout=PARENT_CHECK_SECONDS)
         _reap(signals, children)
+
+
+def _tell_engine(line: bytes) -> bool:
+    """One line to the engine on our stdout (a pipe); False if it is gone or not reading."""
+    try:
+        return os.write(sys.stdout.fileno(), line) == len(line)
+    except OSError:
+        return False
 
 
 def _wake_on_signals() -> int:
@@ -341,7 +351,7 @@ def _handle(conn: socket.socket, listener: socket.socket, signals: int, children
 
 def _no_signal_wakeups(signals: int) -> None:
     """In a forked child: signals as a fresh process has them (its own subprocesses' SIGCHLD is its own)."""
-    signal.set_wakeup_fd(-1)
+    os.close(signal.set_wakeup_fd(-1))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.close(signals)
 
@@ -363,8 +373,7 @@ def _reap(signals: int, children: dict[int, Path]) -> None:
         if log_path is not None:
             code = os.waitstatus_to_exitcode(status)
             _write_atomically(exit_file(log_path), str(code))
-            with contextlib.suppress(OSError):  # the engine died or stopped reading: the file is enough
-                os.write(sys.stdout.fileno(), EXIT + f"{pid} {code}\n".encode())
+            _tell_engine(EXIT + f"{pid} {code}\n".encode())  # if it is gone, the exit file is enough
 
 
 def _child(request: dict[str, Any], log_path: Path, ready: int) -> int:
