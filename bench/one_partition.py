@@ -120,7 +120,6 @@ def contenders(work: Path, tracking_uri: str) -> dict[str, Callable[[], float]]:
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "CONCURRENT_HOME": str(work / "home"),
-        "MLFLOW_EXPERIMENT_NAME": "bench-one-partition",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the local backend starts `mlflow run`
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed Python runs: modules compiled once
