@@ -23,6 +23,7 @@ from bench.harness import REPO, BenchContext, Section, start_mlflow, stop
 # Section name -> module of this package; run in this order.
 SECTIONS = {
     "cli": "cli_start",
+    "p0": "one_partition",
     "calls": "mlflow_calls",
     "p1": "local_fanout",
     "p2": "inference",

@@ -22,6 +22,7 @@ TABLES = [
     "## CLI start-up",
     "## MLflow REST calls per local task",
     "## P1: local fan-out",
+    "## One partition vs MLflow's local backend",
     "## P2: batch inference",
     "## P3: control plane",
 ]
@@ -37,6 +38,8 @@ FIGURES = [
     "p3_cost_vs_partitions",
     "p3_vs_bare_mlflow",
     "p2_inference_vs_limit",
+    "p0_one_partition_vs_mlflow_run_local",
+    "p0_async_submit_vs_local",
     "p2_limit_rows_per_s",
 ]
 
@@ -57,7 +60,7 @@ def test_the_smoke_bench_writes_every_sections_figures_and_tables(tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text(json.dumps({"kept_from_an_earlier_run": {"ratio_median": 2.0}}))
-    argv = [sys.executable, "-m", "bench", "--smoke", "--rounds", "1", "--only", "cli,calls,p1,p2,p3"]
+    argv = [sys.executable, "-m", "bench", "--smoke", "--rounds", "1", "--only", "cli,p0,calls,p1,p2,p3"]
     argv += ["--workdir", str(tmp_path / "work"), "--out", str(out)]
     bench = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

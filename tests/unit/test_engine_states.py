@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,12 @@ class ScriptedExecutor:
 
     def read_log(self, handle: dict[str, Any]) -> bytes:
         return b""
+
+    def prepare(self) -> None:
+        pass
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        pass  # the tests tick the engine themselves
 
     def close(self) -> None:
         pass

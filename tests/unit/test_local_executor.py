@@ -4,9 +4,11 @@ and spawned. The worker is a stand-in module (tests/fixtures/forkserver_task.py)
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +66,15 @@ def test_a_task_gets_its_environment_and_log_and_its_exit_code_is_seen(executor:
     assert "FOO=bar session_leader=True" in log and "to stderr" in log
     ok, _ = executor.submit(launch(1))
     assert wait(executor, ok) == Observation("exited", exit_code=0, detail=None)
+
+
+def test_a_spawned_task_s_end_wakes_the_engine(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "logs", tmp_path / "scratch", fork=False, worker_module=TASK)
+    woken = threading.Event()
+    executor.wake_on_change(woken.set)
+    handle, _ = executor.submit(launch(0, exit_code=5))
+    assert woken.wait(60)
+    assert executor.observe(handle) == Observation("exited", exit_code=5, detail="exit code 5")
 
 
 def test_forked_tasks_draw_different_random_numbers(tmp_path: Path) -> None:
@@ -146,12 +157,21 @@ def test_a_native_crash_leaves_its_python_stack_in_the_log(executor: LocalExecut
     assert re.search(r'File ".*forkserver_task\.py", line \d+ in <module>', log), log
 
 
-def test_the_fork_server_has_one_thread_while_it_serves(tmp_path: Path) -> None:
-    """What it imports (MLflow, numpy, pyarrow) starts no native thread beside it: forking it is safe."""
-    server = forkserver.ForkServer()
+def test_the_fork_server_has_one_thread_and_reports_each_exit_at_once(tmp_path: Path) -> None:
+    """What it imports (MLflow, numpy, pyarrow) starts no native thread beside it: forking it is safe.
+    The engine waits on its reports instead of polling: each names the reaped child and its exit code,
+    the exit file (what a restarted engine reads) is written first, and the executor wakes its engine."""
+    reported: queue.Queue[tuple[int, int]] = queue.Queue()
+    server = forkserver.ForkServer(on_exit=lambda pid, code: reported.put((pid, code)))
     executor = LocalExecutor(tmp_path / "logs", tmp_path / "scratch", worker_module=TASK, forkserver=server)
-    handle, _ = executor.submit(launch(0))
-    assert wait(executor, handle).exit_code == 0
+    woken = threading.Event()
+    executor.wake_on_change(woken.set)
+    executor.prepare()  # starts it in the background; submit waits for it
+    handles = [executor.submit(launch(p, exit_code=code))[0] for p, code in enumerate((6, 0))]
+    ends = {reported.get(timeout=60), reported.get(timeout=60)}
+    assert ends == {(handles[0]["pid"], 6), (handles[1]["pid"], 0)}
+    assert woken.is_set()
+    assert [executor.observe(h).exit_code for h in handles] == [6, 0]  # no wait: the exit file is there
     assert server.pid is not None
     assert forksafety.thread_names(server.pid) == ["python"]
     executor.close()

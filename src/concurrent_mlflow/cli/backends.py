@@ -74,6 +74,7 @@ class LocalRuns:
         from concurrent_mlflow.engine.orphans import DRIVER_TTL
         from concurrent_mlflow.plan import check_projects
 
+        self.engine.prepare()  # the fork server imports MLflow while the projects are checked
         base_dir = dag_file.resolve().parent
         check_projects(dag, base_dir=base_dir, cache_dir=self.obj.paths.cache)
         self.settle_orphans()  # their tasks would otherwise hold slots this run needs
@@ -85,6 +86,7 @@ class LocalRuns:
         from concurrent_mlflow.engine.orphans import DRIVER_TTL
         from concurrent_mlflow.store import drivers
 
+        self.engine.prepare()
         self.settle_orphans()  # an orphaned run_id ends failed here, and so can be retried
         if not drivers.take_ended(self.store, run_id, self.me, DRIVER_TTL):
             self._refuse_open(run_id)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from concurrent_mlflow.cli.lazy import LazyGroup
 from concurrent_mlflow.errors import ConcurrentError
+from concurrent_mlflow.quick_exit import skip_final_collection
 from concurrent_mlflow.settings import Paths
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def main(ctx: click.Context, home: Path | None, server: str | None) -> None:
     Without --server, runs execute on this machine. Without MLFLOW_TRACKING_URI, they are tracked by a local
     MLflow server under the data dir, started on first use and left running (see `concurrent mlflow`).
     """
+    skip_final_collection()  # registered before any command's own exit handlers, so it runs after them
     paths = Paths(home.expanduser()) if home else Paths.from_env()
     ctx.obj = CliContext(paths, server or None, os.environ.get("CONCURRENT_TOKEN") or None)
     # We print one MLflow link per DAG run ourselves; MLflow would print one per task.

@@ -79,6 +79,19 @@ def ready_tasks(store: Store, stage_id: int, now: datetime, limit: int) -> list[
         )
 
 
+def next_retry(store: Store, run_id: str, now: datetime) -> datetime | None:
+    """When the earliest pending task of a run that waits out a retry's backoff may start, if any does."""
+    with store.transaction() as session:
+        moment = session.scalar(
+            select(func.min(TaskRow.retry_at)).where(
+                TaskRow.run_id == run_id, TaskRow.state == TaskState.PENDING, TaskRow.retry_at > now
+            )
+        )
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)  # SQLite's are naive (UTC)
+
+
 def stage_tasks(store: Store, stage_id: int) -> list[TaskRow]:
     with store.transaction() as session:
         return list(

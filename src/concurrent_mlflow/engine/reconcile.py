@@ -8,6 +8,11 @@ downstream of a failure, (6) dispatches pending tasks within the global and per-
 the run when every stage has ended. Every state change goes through `store.transitions`, and every step
 can be repeated after a crash at any point: nothing is kept only in memory that a restarted engine could
 not rebuild from the store, the executor and MLflow.
+
+Between passes the engine sleeps until something happens (`wait`): an executor reports that a task ended,
+a plan is done, or the next deadline it knows of comes (a retry's backoff, a task's timeout). A fallback
+poll (`poll_interval`) covers what sends no event: a cancel asked by another process, slots freed by
+another process's tasks, workers adopted from an earlier engine.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ S = TaskState
 class EngineSettings:
     cache_dir: Path
     max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
-    poll_interval: float = 0.2
+    poll_interval: float = 2.0
+    """The fallback: the longest wait between passes when no event and no deadline comes first."""
     retry_backoff: float = 1.0  # seconds before the first retry; doubles per attempt
     max_backoff: float = 60.0
     dispatch_batch: int = 256  # launches per run per pass, so a pass (and the server's lease) stays short
@@ -109,8 +115,11 @@ class Engine:
         self.store, self.tracking, self.executors, self.settings = store, tracking, executors, settings
         self.executor, self.kubernetes = executors.local, executors.kubernetes
         self._pool = ThreadPoolExecutor(settings.mlflow_threads, thread_name_prefix="concurrent-engine")
-        self.wake = threading.Event()  # set when a plan finishes: the driver's next pass need not wait
+        # Set when a task may have ended or a plan finishes: the next pass need not wait.
+        self.wake = threading.Event()
+        executors.wake_on_change(self.wake.set)
         self._planner = Planner(on_done=self.wake.set)
+        self._due: dict[str, datetime] = {}  # per run, the next deadline a pass must not miss
         self._plans = PlanFiles(settings.cache_dir / "plans", tracking)
         self._inflight: list[Future[None]] = []  # the launches and endings of the current pass
         self._dags: dict[str, Dag] = {}
@@ -119,6 +128,13 @@ class Engine:
         self._lease_checked = time.monotonic()
 
     # -- entry points -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Start what tasks will need in the background (the fork server's imports take seconds), so it
+        overlaps the run's start. Call it as early as a run is in view; it returns at once. Nothing starts
+        where the policy runs no task on this machine."""
+        if self.settings.policy.local_execution:
+            self.executors.prepare()
+
     def create_run(self, dag: Dag, *, base_dir: Path, overrides: Mapping[str, str]) -> str:
         return new_run(self.store, dag, base_dir=base_dir, overrides=overrides)
 
@@ -132,6 +148,7 @@ class Engine:
         driver_ttl: timedelta = timedelta(0),
     ) -> str:
         """Record a new run and open its MLflow parent run at once (so its link can be shown)."""
+        self.prepare()
         run_id = new_run(
             self.store, dag, base_dir=base_dir, overrides=overrides, driver=driver, driver_ttl=driver_ttl
         )
@@ -140,12 +157,12 @@ class Engine:
 
     def run_until_done(self, run_id: str, on_tick: Callable[[], None] | None = None) -> str:
         """Drive one run to its end. Ctrl-C cancels it (tasks killed, runs marked KILLED) and re-raises."""
+        self.prepare()
         try:
             while not self.tick(run_id):
                 if on_tick:
                     on_tick()
-                self.wake.wait(self.settings.poll_interval)
-                self.wake.clear()
+                self.wait()
         except DriverLostError:  # another command settled the run (or drives it now): its tasks are not ours
             raise
         except KeyboardInterrupt:
@@ -159,6 +176,16 @@ class Engine:
                 on_tick()
         return reads.run(self.store, run_id).state
 
+    def wait(self, longest: float | None = None) -> None:
+        """Until an event (a task ended, a plan is done), the next deadline of a run, or `longest` seconds
+        (default: `poll_interval`), whichever comes first."""
+        timeout = self.settings.poll_interval if longest is None else longest
+        if self._due:
+            timeout = min(timeout, (min(self._due.values()) - utcnow()).total_seconds())
+        if timeout > 0:
+            self.wake.wait(timeout)
+        self.wake.clear()
+
     def tick_all(self, keep_going: Callable[[], bool] = lambda: True) -> int:
         """One pass over every open run (the service's loop); returns how many are still open.
 
@@ -167,13 +194,17 @@ class Engine:
         """
         still_open = 0
         self._keep_going = keep_going
-        for run_id in reads.open_run_ids(self.store):
+        open_runs = reads.open_run_ids(self.store)
+        if open_runs:
+            self.prepare()
+        for run_id in open_runs:
             if not keep_going():
                 return still_open
             try:
                 done = self.tick(run_id)
             except Exception:
                 log.exception("run %s: this reconcile pass failed; trying again", run_id)
+                self._due.pop(run_id, None)  # its deadlines are stale: the fallback poll tries again
                 done = False
             if done:
                 self._forget(run_id)
@@ -227,11 +258,16 @@ class Engine:
             return True
         if run.mlflow_run_id is None:
             run = self._open(run)
-        self._observe(run)
+        due = [self._observe(run)]
         self._close_stages(run_id)
         self._plan_ready(run)
-        self._dispatch(run)
-        return self._maybe_finish(run_id)
+        due.append(self._dispatch(run))
+        if self._maybe_finish(run_id):
+            self._due.pop(run_id, None)
+            return True
+        known = [moment for moment in due if moment is not None]
+        self._due[run_id] = min(known) if known else utcnow() + timedelta(days=1)
+        return False
 
     def _open(self, run: RunRow) -> RunRow:
         """Open (or, after a crash, find) the run's MLflow parent run; the run becomes running."""
@@ -243,8 +279,11 @@ class Engine:
         tx.attach_mlflow(self.store, run.id, mlflow_run_id=parent, experiment_id=experiment_id)
         return reads.run(self.store, run.id)
 
-    def _observe(self, run: RunRow) -> None:
+    def _observe(self, run: RunRow) -> datetime | None:
+        """Observe the run's active attempts and end those that ended; the earliest time one of the others
+        times out, if any has a timeout."""
         partitions = {s.node_id: s.partitions or 1 for s in reads.stages(self.store, run.id)}
+        due: datetime | None = None
         work: list[Callable[[], None]] = []
         unfinished_stages: dict[str, list[tuple[TaskRow, AttemptRow]]] = {}
         for task, attempt in reads.active_attempts(self.store, run.id):
@@ -260,7 +299,10 @@ class Engine:
                 tx.mark_running(self.store, attempt.id)
             if seen.phase in ("exited", "lost"):
                 work.append(partial(self._finish, task, attempt, seen))
-            elif attempt.executor != KUBERNETES and self._timed_out(run.id, task, attempt):
+            elif attempt.executor != KUBERNETES and (deadline := self._deadline(run.id, task, attempt)):
+                if deadline > utcnow():
+                    due = deadline if due is None else min(due, deadline)
+                    continue
                 self.executor.cancel(attempt.handle)  # (Kubernetes pods have their own deadline)
                 timeout = self._dag(run.id).timeout(self._task_node(run.id, task))
                 error = f"timed out after {timeout:g}s"
@@ -274,6 +316,7 @@ class Engine:
                 [(t, a.id, a.mlflow_run_id) for t, a in pairs],
                 recover=True,
             )
+        return due
 
     def _renew_lease(self) -> None:
         """Within a long piece of a pass, renew the server's lease every few seconds; stop the pass if
@@ -353,9 +396,10 @@ class Engine:
         seconds = min(self.settings.retry_backoff * 2 ** (used - 1), self.settings.max_backoff)
         return timedelta(seconds=seconds)
 
-    def _timed_out(self, run_id: str, task: TaskRow, attempt: AttemptRow) -> bool:
+    def _deadline(self, run_id: str, task: TaskRow, attempt: AttemptRow) -> datetime | None:
+        """When the attempt times out, if its node has a timeout."""
         timeout = self._dag(run_id).timeout(self._task_node(run_id, task))
-        return timeout is not None and (utcnow() - _aware(attempt.started_at)).total_seconds() > timeout
+        return None if timeout is None else _aware(attempt.started_at) + timedelta(seconds=timeout)
 
     def _save_log(self, attempt: AttemptRow, child_run: str) -> None:
         """Copy the attempt's log into its child run as logs/task.log (best effort: it is also on disk);
@@ -489,7 +533,9 @@ class Engine:
                 self._outputs[key] = items
         return self._outputs[key]
 
-    def _dispatch(self, run: RunRow) -> None:
+    def _dispatch(self, run: RunRow) -> datetime | None:
+        """Start ready tasks within the limits; when the next pass must come without an event (more ready
+        tasks than one pass starts, a retry's backoff ending), else None."""
         dag = self._dag(run.id)
         local_active = reads.count_active(self.store, executor=self.executor.name)
         free = min(self.settings.max_parallel - local_active, self.settings.dispatch_batch)
@@ -504,6 +550,8 @@ class Engine:
             assert not isinstance(node, SourceNode)
             if dag.placement(node):  # Kubernetes: the whole stage at once; the Job keeps the parallelism
                 ready = reads.ready_tasks(self.store, stage.id, now, self.settings.stage_batch)
+                if len(ready) == self.settings.stage_batch:
+                    self.wake.set()  # more to hand over: go on at once
                 if ready:
                     attempt_ids = tx.reserve_attempts(self.store, [t.id for t in ready], executor=KUBERNETES)
                     for task in ready:
@@ -526,6 +574,9 @@ class Engine:
                 )
                 free -= 1
         self._in_parallel(launches)
+        if len(launches) >= self.settings.dispatch_batch:
+            return now  # a full batch: there may be more ready tasks and free slots
+        return reads.next_retry(self.store, run.id, utcnow())
 
     def _launch_stage(
         self,
@@ -582,6 +633,7 @@ class Engine:
                 self.tracking.terminate(children[partition], "FAILED")
             retry_in = self._retry_delay(task)
             tx.end_attempt(self.store, attempt_id, state=AttemptState.FAILED, error=error, retry_in=retry_in)
+            self.wake.set()
         tx.attach_handles(self.store, {by_partition[p][1]: handle for p, handle in submitted.handles.items()})
 
     def _launch(
@@ -612,6 +664,7 @@ class Engine:
         try:
             found = self.executor.find(launch) if recover else None
             if recover and found is None and self._ended_unwatched(task, attempt_id, child):
+                self.wake.set()  # ended without an exit to report it: the next pass closes its stage
                 return
             handle, log_path = found or self.executor.submit(launch)
         except ConcurrentError as exc:
@@ -621,6 +674,7 @@ class Engine:
             tx.end_attempt(
                 self.store, attempt_id, state=AttemptState.FAILED, error=str(exc), retry_in=retry_in
             )
+            self.wake.set()  # no exit will report it: the next pass retries it or closes its stage
             return
         tx.attach_handle(self.store, attempt_id, handle, log_path)
 
@@ -701,6 +755,7 @@ class Engine:
 
     def _forget(self, run_id: str) -> None:
         self._planner.stop(run_id)
+        self._due.pop(run_id, None)
         self._dags.pop(run_id, None)
         for key in [k for k in self._outputs if k[0] == run_id]:
             del self._outputs[key]

@@ -1,11 +1,13 @@
 """The executor contract: submit a task, observe it, cancel it, read its log.
 
 The engine owns all state; an executor only answers "what is true now" for the handles it gave out, so an
-engine that restarts can re-observe tasks by handle (local: process id; Kubernetes: labelled Job).
+engine that restarts can re-observe tasks by handle (local: process id; Kubernetes: labelled Job). It also
+says when that may have changed (`wake_on_change`), so the engine waits for events rather than polling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -56,6 +58,14 @@ class Executor(Protocol):
         ...
 
     def read_log(self, handle: dict[str, Any]) -> bytes: ...
+
+    def prepare(self) -> None:
+        """Get ready for tasks in the background (the local fork server's imports); returns at once."""
+        ...
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        """Call `wake` (from any thread) when a task may have ended: the engine then observes at once."""
+        ...
 
     def close(self) -> None:
         """Release what the executor holds (helper processes, watches); running tasks are left running."""

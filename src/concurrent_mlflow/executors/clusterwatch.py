@@ -5,7 +5,8 @@ resourceVersion, asking for bookmarks so the version stays fresh in a quiet name
 (server timeout) resumes from the last version seen; `410 Gone` (the version was compacted away) relists;
 `429` and `5xx` answers and dropped connections (an API server restarting) back off exponentially, up to
 30 s, then relist, so the cache is correct again after a control-plane restart. Only small summaries are
-kept, not the client's object models: 10,000 pods cost a few MB.
+kept, not the client's object models: 10,000 pods cost a few MB. A change to a Job (its completed or
+failed indexes: how partitions end) and each fresh listing call `on_change`, which wakes the engine.
 """
 
 from __future__ import annotations
@@ -126,8 +127,15 @@ def pod_summary(raw: dict[str, Any]) -> PodSummary | None:
 
 
 class ClusterWatch:
-    def __init__(self, client: ApiClient, namespace: str, cluster: str) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        namespace: str,
+        cluster: str,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.client, self.namespace, self.cluster = client, namespace, cluster
+        self.on_change = on_change
         self._jobs: dict[str, JobSummary] = {}
         self._pods: dict[str, PodSummary] = {}
         self._by_index: dict[tuple[str, int], dict[str, PodSummary]] = {}
@@ -169,6 +177,7 @@ class ClusterWatch:
             try:
                 version = self._list(kind)
                 self._synced[kind].set()
+                self.on_change()
                 backoff = 0.5
                 while not self._stop.is_set():
                     version = self._watch(kind, version)
@@ -248,6 +257,7 @@ class ClusterWatch:
                     self._jobs.pop(name, None)
                 else:
                     self._jobs[name] = job_summary(raw)
+                self.on_change()  # (pods only say running or not: the fallback poll sees that soon enough)
             elif kind_of_event == "DELETED":
                 if (gone := self._pods.pop(name, None)) is not None:
                     self._by_index.get((gone.job, gone.index), {}).pop(name, None)

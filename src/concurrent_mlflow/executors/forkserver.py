@@ -14,9 +14,14 @@ It listens on an abstract Unix socket, and for each request forks a child that:
     environment asks for;
   - with a task user (task_user.py), drops to it for good (groups, gid, uid, checked) and moves to its home;
   - and runs the requested module as `__main__`.
-The fork server reaps its children and writes `<log>.exit` with the exit code (negative: killed by that
-signal). When its own parent (the engine) dies it takes no new work but keeps reaping until its last child
-has ended, so a task outlives an engine crash and its exit code is still recorded for the next engine.
+The fork server reaps a child as soon as it ends (SIGCHLD wakes its loop through `signal.set_wakeup_fd`, no
+poll), writes `<log>.exit` with the exit code (negative: killed by that signal), the record a restarted engine
+reads, and then tells the engine at once with a line `exit PID CODE` on its stdout, which a thread of
+`ForkServer` reads and passes to `on_exit`: the engine wakes on a task's end instead of polling for it.
+When its own parent (the engine) dies it takes no new work but keeps reaping until its last child has ended,
+so a task outlives an engine crash and its exit code is still recorded for the next engine.
+The engine starts it in the background as it opens (`ForkServer.start`), so its imports (seconds) overlap
+the run's planning instead of delaying the first task.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import faulthandler
 import importlib
 import json
+import logging
 import os
 import random
 import runpy
@@ -34,7 +40,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -44,19 +49,31 @@ from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forksafety
 from concurrent_mlflow.executors.task_user import TaskUser
 
-# What a worker imports anyway; importing it here is the whole point.
+log = logging.getLogger("concurrent.executor")
+
+# What a worker imports anyway, and what task code mostly imports (pandas, pyarrow, pyfunc models): importing
+# it here once is the whole point. Each is checked to start no thread (test_forksafety.py).
 WARM_MODULES = (
     "mlflow",
     "mlflow.projects",
+    "mlflow.pyfunc",
+    "pandas",
+    "pyarrow",
     "concurrent_mlflow.worker.main",
     "concurrent_mlflow.worker.project_run",
     "threadpoolctl",
 )
 READY = b"ready\n"
 UNSAFE = b"unsafe: "  # then why, on the same line
+EXIT = b"exit "  # then the pid and its exit code: one line per reaped child, to the engine
 START_TIMEOUT_SECONDS = 120.0
 WARM_TIMEOUT_SECONDS = 600.0  # a warm server's hook may download a large model
-REAP_INTERVAL_SECONDS = 0.1
+# Only a safety net: children are reaped on SIGCHLD. This is how often the loop also checks that its parent
+# (the engine) is still there.
+PARENT_CHECK_SECONDS = 1.0
+# Where the fork server's lines to the engine go: its stdout, a pipe the engine reads. A warm server (forked
+# from it, its own stdout the log) keeps a copy, so its children's exits reach the engine the same way.
+_engine_fd = 1
 
 
 # -- the engine's side --------------------------------------------------------------------------------------
@@ -64,16 +81,27 @@ class ForkUnsafeError(ExecutorError):
     """The fork server has (or would have) more than one thread: the caller must spawn instead."""
 
 
-class ForkServer:
-    """Starts the fork server on first use and asks it for children."""
+ExitCallback = Callable[[int, int], None]
 
-    def __init__(self, extra_modules: tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> None:
+
+class ForkServer:
+    """Starts the fork server (in the background with `start`, else on first use) and asks it for children;
+    `on_exit(pid, code)` is called, from a reader thread, as each child is reaped."""
+
+    def __init__(
+        self,
+        extra_modules: tuple[str, ...] = (),
+        environ: Mapping[str, str] | None = None,
+        on_exit: ExitCallback | None = None,
+    ) -> None:
         self.name = f"concurrent-forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.extra_modules = extra_modules  # imported after WARM_MODULES (tests use it to start a thread)
         self.environ = dict(os.environ if environ is None else environ)  # every child's memory holds it
+        self.on_exit = on_exit
         self._process: subprocess.Popen[bytes] | None = None
         self._forked: tuple[int, int] | None = None  # a warm server forked by another: pid, start time
         self._starting = threading.Lock()  # the engine launches from several threads
+        self._start_error: BaseException | None = None  # from a background start: raised by the next spawn
 
     @property
     def pid(self) -> int | None:
@@ -139,19 +167,38 @@ class ForkServer:
             raise ExecutorError(f"The fork server could not start the task: {reply['error']}")
         return reply
 
+    def start(self) -> None:
+        """Start the fork server in a background thread now, so its imports are done by the first task
+        (`spawn` waits for it if not). Does nothing if it runs or is starting."""
+        if self._process is None and not self._starting.locked():
+            # A daemon: a command that fails before its first task exits at once (the fork server follows).
+            starter = threading.Thread(target=self._start_in_background, name="concurrent-forkserver-start")
+            starter.daemon = True
+            starter.start()
+
     def close(self) -> None:
         if self._forked is not None:
             if running(*self._forked):  # the same process, not a reused pid
                 os.kill(self._forked[0], signal.SIGTERM)
             self._forked = None
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()  # stops accepting; children carry on and are still reaped
+        with self._starting:  # a start under way finishes first, so no fork server outlives the engine
+            if self._process is not None and self._process.poll() is None:
+                self._process.terminate()  # stops accepting; children carry on and are still reaped
             self._process = None
+
+    def _start_in_background(self) -> None:
+        try:
+            self._ensure_started()
+        except BaseException as exc:  # handed to the next spawn, which reports it
+            self._start_error = exc
 
     def _ensure_started(self) -> None:
         if self._forked is not None:
             return  # started by the server it was forked from
         with self._starting:
+            if self._start_error is not None:
+                error, self._start_error = self._start_error, None
+                raise error
             if self._process is None or self._process.poll() is not None:
                 self._start()
 
@@ -159,7 +206,7 @@ class ForkServer:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "concurrent_mlflow.executors.forkserver", self.name, *self.extra_modules],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE,  # READY, then one line per reaped child
             env={**self.environ, **forksafety.FORK_SAFE_ENV},
             start_new_session=True,  # Ctrl-C at the engine's terminal is the engine's to handle
         )
@@ -173,6 +220,22 @@ class ForkServer:
                     f"The local fork server refused to start: {line[len(UNSAFE) :].decode().strip()}"
                 )
             raise ExecutorError(f"The local fork server failed to start (exit code {code}).")
+        reader = threading.Thread(
+            target=self._read_exits, args=(self._process,), name="concurrent-forkserver-exits", daemon=True
+        )
+        reader.start()
+
+    def _read_exits(self, process: subprocess.Popen[bytes]) -> None:
+        """Pass each `exit PID CODE` line to `on_exit` until the fork server's stdout closes."""
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not line.startswith(EXIT) or self.on_exit is None:
+                continue
+            try:
+                pid, code = map(int, line[len(EXIT) :].split())
+                self.on_exit(pid, code)
+            except Exception:  # a bad line or callback must not stop the exits that follow
+                log.exception("fork server: could not pass on %r", line)
 
 
 def _abstract(name: str) -> str:
@@ -245,14 +308,15 @@ def serve(name: str, extra_modules: list[str]) -> None:
     for module in (*WARM_MODULES, *extra_modules):
         importlib.import_module(module)
     if problem := forksafety.fork_problem():
-        sys.stdout.buffer.write(UNSAFE + problem.encode() + b"\n")
-        sys.stdout.flush()
+        _tell_engine(UNSAFE + problem.encode() + b"\n")
         sys.exit(3)
     listener = _listen(name)
     parent = os.getppid()
-    sys.stdout.buffer.write(READY)
-    sys.stdout.flush()
-    _loop(listener, (parent, start_time(parent) or 0), lambda: os.getppid() == parent)
+    signals = _wake_on_signals()
+    if not _tell_engine(READY):
+        return  # the engine exited while we imported
+    os.set_blocking(_engine_fd, False)  # an engine that stopped reading never blocks the reaping
+    _loop(listener, signals, (parent, start_time(parent) or 0), lambda: os.getppid() == parent)
 
 
 def _listen(name: str) -> socket.socket:
@@ -264,6 +328,7 @@ def _listen(name: str) -> socket.socket:
 
 def _loop(
     listener: socket.socket,
+    signals: int,
     engine: tuple[int, int],
     engine_alive: Callable[[], bool],
     refusal: str | None = None,
@@ -274,22 +339,45 @@ def _loop(
     children: dict[int, Path] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(signals, selectors.EVENT_READ)
     while not stopping and engine_alive():
-        for _ in selector.select(timeout=REAP_INTERVAL_SECONDS):
-            with contextlib.suppress(OSError):
-                conn, _ = listener.accept()
-                with conn:
-                    _handle(conn, listener, children, engine, refusal)
-        _reap(children)
-    listener.close()  # the engine is gone (or asked us to stop): finish what runs, start nothing new
+        for key, _ in selector.select(timeout=PARENT_CHECK_SECONDS):
+            if key.fileobj is listener:
+                with contextlib.suppress(OSError):
+                    conn, _ = listener.accept()
+                    with conn:
+                        _handle(conn, listener, signals, children, engine, refusal)
+        _reap(signals, children)
+    # The engine is gone (or asked us to stop): finish what runs, start nothing new.
+    selector.unregister(listener)
+    listener.close()
     while children:
-        _reap(children)
-        time.sleep(REAP_INTERVAL_SECONDS)
+        selector.select(timeout=PARENT_CHECK_SECONDS)
+        _reap(signals, children)
+
+
+def _tell_engine(line: bytes) -> bool:
+    """One line to the engine on the fork server's stdout (a pipe); False if it is gone or not reading."""
+    try:
+        return os.write(_engine_fd, line) == len(line)
+    except OSError:
+        return False
+
+
+def _wake_on_signals() -> int:
+    """A pipe that receives a byte on each signal (SIGCHLD above all): the loop's select wakes on it."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the signal is delivered to the pipe
+    return read
 
 
 def _handle(
     conn: socket.socket,
     listener: socket.socket,
+    signals: int,
     children: dict[int, Path],
     engine: tuple[int, int],
     refusal: str | None = None,
@@ -317,8 +405,11 @@ def _handle(
         conn.close()
         listener.close()
         os.close(ready_read)
+        _no_signal_wakeups(signals)
         if "serve" in request:
             os._exit(_warm_server(request, log_path, ready_write, engine))
+        if _engine_fd != 1:  # a warm server's copy of the engine's pipe: never a task's to write to
+            os.close(_engine_fd)
         os._exit(_child(request, log_path, ready_write))
     os.close(ready_write)
     children[pid] = log_path
@@ -329,7 +420,18 @@ def _handle(
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
-def _reap(children: dict[int, Path]) -> None:
+def _no_signal_wakeups(signals: int) -> None:
+    """In a forked child: signals as a fresh process has them (its own subprocesses' SIGCHLD is its own)."""
+    os.close(signal.set_wakeup_fd(-1))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.close(signals)
+
+
+def _reap(signals: int, children: dict[int, Path]) -> None:
+    """Reap every child that ended: its exit file first (the lasting record), then a line to the engine."""
+    with contextlib.suppress(BlockingIOError):
+        while os.read(signals, 4096):  # drained before waitpid: a SIGCHLD after it wakes the next select
+            pass
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -340,7 +442,9 @@ def _reap(children: dict[int, Path]) -> None:
             return
         log_path = children.pop(pid, None)
         if log_path is not None:
-            _write_atomically(exit_file(log_path), str(os.waitstatus_to_exitcode(status)))
+            code = os.waitstatus_to_exitcode(status)
+            _write_atomically(exit_file(log_path), str(code))
+            _tell_engine(EXIT + f"{pid} {code}\n".encode())  # if it is gone, the exit file is enough
 
 
 def _warm_server(request: dict[str, Any], log_path: Path, ready: int, engine: tuple[int, int]) -> int:
@@ -349,12 +453,14 @@ def _warm_server(request: dict[str, Any], log_path: Path, ready: int, engine: tu
     It listens before it says it started, so requests wait in its backlog while the hook runs. It keeps the
     fork server's one-thread environment (its tasks get theirs back), and serves while the engine lives.
     What the hook returns, if callable, is called once the last task has ended (e.g. to remove files)."""
+    global _engine_fd
     os.setsid()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # closed while the hook runs: nothing to finish yet
     _write_atomically(pid_file(log_path), f"{os.getpid()} {start_time(os.getpid())}")
     listener = _listen(request["serve"])
     os.write(ready, b"1")
     os.close(ready)
+    _engine_fd = os.dup(_engine_fd)  # before stdout becomes the log: exit lines share the fork server's pipe
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -371,7 +477,7 @@ def _warm_server(request: dict[str, Any], log_path: Path, ready: int, engine: tu
         traceback.print_exc()
         refusal = f"{request['hook']}({request['argument']!r}) failed: {exc}"
     sys.stderr.flush()
-    _loop(listener, engine, lambda: running(*engine), refusal)
+    _loop(listener, _wake_on_signals(), engine, lambda: running(*engine), refusal)
     if callable(finish):
         finish()
     return 0

@@ -105,11 +105,13 @@ def split_by_weight(tasks: Sequence[StageTask], weights: Mapping[str, int]) -> d
 class _Cluster:
     """One registered cluster in use: an API client that lives as long as the executor, and its watch."""
 
-    def __init__(self, name: str, settings: clusters.Cluster, document: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, settings: clusters.Cluster, document: dict[str, Any], on_change: Callable[[], None]
+    ) -> None:
         self.name, self.settings = name, settings
         self.client: ApiClient = kube.persistent_client(document)
         self.secrets = kube.secret_values(document)
-        self.watch = ClusterWatch(self.client, settings.namespace, name)
+        self.watch = ClusterWatch(self.client, settings.namespace, name, on_change=on_change)
         self.watch.start()
 
     def close(self) -> None:
@@ -126,6 +128,7 @@ class KubernetesExecutor:
         self._clusters: dict[str, _Cluster] = {}
         self._lock = threading.Lock()
         self._cancelled: set[tuple[str, str]] = set()
+        self._wakes: list[Callable[[], None]] = []
 
     # -- submitting ---------------------------------------------------------------------------------------
     def submit_stage(self, stage: StageLaunch, child_runs: ChildRuns) -> StageSubmission:
@@ -240,7 +243,7 @@ class KubernetesExecutor:
                 document = clusters.credentials(self.store, self._cipher(), name)
             except ConcurrentError as exc:
                 raise ExecutorError(f"cluster {name!r}: {exc}") from None
-            self._clusters[name] = _Cluster(name, settings, document)
+            self._clusters[name] = _Cluster(name, settings, document, self._changed)
             return self._clusters[name]
 
     def _error(self, cluster: _Cluster, what: str, exc: BaseException) -> ExecutorError:
@@ -309,6 +312,16 @@ class KubernetesExecutor:
                 newline = "" if not text or text.endswith("\n") else "\n"
                 parts.append(f"{newline}----- pod {pod.name} ended: {pod.describe()} -----\n")
         return "".join(parts).encode()
+
+    def prepare(self) -> None:
+        pass  # a cluster is connected to when a stage or a log first needs it
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        self._wakes.append(wake)
+
+    def _changed(self) -> None:
+        for wake in self._wakes:
+            wake()
 
     def close(self) -> None:
         with self._lock:

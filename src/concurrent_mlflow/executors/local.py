@@ -9,6 +9,9 @@ attempt. A task handed over with the launch (`TaskLaunch.task`: spec and manifes
 log as `<log>.task.json` and opened as the worker's stdin before any user switch. After an engine restart a
 forked worker is found again by its `<log>.pid` file (pid and start time) and its exit code read from
 `<log>.exit`; a spawned one by its pid plus the child run id on its command line.
+A task's end wakes whoever called `wake_on_change` at once: the fork server reports each exit as it reaps
+it, and a spawned worker has a thread that waits for it. Workers adopted after a restart have neither; the
+engine's fallback poll sees them end.
 With a task user (task_user.py) every worker runs as that user, in its own home, with its own caches and
 scratch, and without the server's `CONCURRENT_*` settings in its environment (nor in the fork server's).
 """
@@ -21,9 +24,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,7 @@ class LocalExecutor:
         self.task_user = task_user
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
         self._vanished: dict[int, float] = {}  # forked workers gone without an exit record: since when
+        self._wakes: list[Callable[[], None]] = []
         if fork is None:
             fork = os.environ.get("CONCURRENT_FORKSERVER", "1") != "0"
         # A forked task's memory is the fork server's (its /proc/self/environ too): no server secrets there.
@@ -68,6 +74,25 @@ class LocalExecutor:
         self._forkserver = (forkserver or ForkServer(environ=environ)) if fork else None
         # Inference stages fork from a server holding their model; not as a task user (see warm_models.py).
         self._warm = WarmModels(self._forkserver, log_root) if self._forkserver and not task_user else None
+        if self._forkserver is not None:  # a warm server's children's exits come through it too
+            self._forkserver.on_exit = partial(self._forked_exit, self._forkserver.on_exit)
+
+    def prepare(self) -> None:
+        """Start the fork server in the background, so that its imports are done by the first task."""
+        if self._forkserver is not None:
+            self._forkserver.start()
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        self._wakes.append(wake)
+
+    def _changed(self) -> None:
+        for wake in self._wakes:
+            wake()
+
+    def _forked_exit(self, passed: forkserver.ExitCallback | None, pid: int, code: int) -> None:
+        if passed is not None:  # the caller's own, if it gave the fork server one
+            passed(pid, code)
+        self._changed()
 
     def close(self) -> None:
         """Stop the fork servers (running workers carry on and are still reaped)."""
@@ -152,7 +177,15 @@ class LocalExecutor:
                 f"Could not start a worker for {launch.node_id}[{launch.partition}]: {exc}"
             ) from exc
         self._processes[process.pid] = process
+        # Its end wakes the engine; observe's poll() returns None until this thread has reaped it.
+        waiter = threading.Thread(target=self._wait_for, args=(process,), name="concurrent-worker-wait")
+        waiter.daemon = True
+        waiter.start()
         return _handle(process.pid, launch.child_run_id, log_path), str(log_path)
+
+    def _wait_for(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self._changed()
 
     def _fork(
         self,

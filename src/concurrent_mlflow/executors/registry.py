@@ -38,6 +38,16 @@ class Executors:
                 f"this process has no {name!r} executor (it has {have}), but an attempt ran there"
             ) from None
 
+    def prepare(self) -> None:
+        """Let every executor get ready for tasks in the background (the local fork server starts)."""
+        for executor in self._by_name.values():
+            executor.prepare()
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        """`wake` is called whenever a task of any executor may have ended."""
+        for executor in self._by_name.values():
+            executor.wake_on_change(wake)
+
     def close(self) -> None:
         """Release every executor's helpers (fork server, watches); running tasks are left running."""
         for executor in self._by_name.values():

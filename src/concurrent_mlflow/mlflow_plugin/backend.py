@@ -42,6 +42,7 @@ from concurrent_mlflow.mlflow_plugin.request import (
     read_config,
 )
 from concurrent_mlflow.plan import param_str
+from concurrent_mlflow.quick_exit import skip_final_collection
 from concurrent_mlflow.runner import open_engine
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import RunRow, Store
@@ -83,6 +84,7 @@ class ConcurrentBackend(AbstractBackend):
         under_cli = _under_mlflow_run_cli()
         if under_cli:
             _show_progress_on_stderr()
+            skip_final_collection()  # the `mlflow run` process ends with our run
         try:
             config = read_config(backend_config)
             request = ProjectRequest(
@@ -129,6 +131,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
     ) -> ConcurrentSubmittedRun:
         """Check the DAG's clusters, record the run, drive it, wait for its parent run."""
         engine, store = open_engine(paths, tracking_uri)
+        engine.prepare()  # the fork server imports MLflow while the run is recorded and its parent opened
         try:
             check_clusters(store, dag, paths)
             driver = orphans.this_process("mlflow")

@@ -113,8 +113,10 @@ def build(
             assert loop is not None
             fire_due(store, utcnow(), starter, keep_going=loop.still_leader)
 
+        reconciler = Engine(store, tracking, executors, engine_settings)
+        context.wake_engine = reconciler.wake.set
         loop = EngineLoop(
-            Engine(store, tracking, executors, engine_settings),
+            reconciler,
             server_id,
             lease_seconds=settings.lease_seconds,
             poll_seconds=engine_settings.poll_interval,

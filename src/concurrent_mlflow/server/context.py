@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -56,6 +57,8 @@ class ServerContext:
     paths: Paths
     server_id: str
     policy: ExecutionPolicy
+    wake_engine: Callable[[], None] = lambda: None
+    """Wakes this server's engine when a route started, cancelled or retried a run (it need not poll)."""
 
     def mlflow_link(self, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
         """The MLflow UI page of a run, for our API's answers and the UI's links."""

@@ -34,10 +34,12 @@ class EngineLoop:
         self._thread = threading.Thread(target=self._run, name="concurrent-engine", daemon=True)
 
     def start(self) -> None:
+        self.engine.prepare()  # the fork server's imports start now, not when the first task comes
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.engine.wake.set()
         self._thread.join(timeout=60)
         if self.leading:
             lease.release(self.engine.store, self.server_id)
@@ -60,4 +62,5 @@ class EngineLoop:
                         self.extra_pass()
             except Exception:  # the loop must outlive a database or MLflow outage
                 log.exception("engine pass failed; retrying")
-            self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+            # Until a task ends, a route starts or cancels a run, a deadline comes, or at most poll_seconds.
+            self.engine.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))

@@ -6,14 +6,15 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from concurrent_mlflow.settings import PRIVATE_DIR, private_file
+
+if TYPE_CHECKING:  # Alembic is imported only when a store needs migrating (its import takes ~0.5 s)
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x636D665F6D6967  # any constant shared by every server ("cmf_mig")
@@ -69,10 +70,27 @@ def open_store(url_or_path: str | Path, *, migrate: bool = True) -> Store:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    if migrate:
+    if migrate and _revision(engine) != head_revision():
         with _sqlite_migration_lock(url), engine.begin() as connection:
             upgrade(connection)
     return Store(engine)
+
+
+def head_revision() -> str:
+    """The newest migration's revision, read from the file names (`NNNN_what.py` holds revision NNNN)."""
+    return max(
+        path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    )
+
+
+def _revision(engine: Engine) -> str | None:
+    """The store's schema revision; None for a new store or one from before migrations."""
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except exc.DBAPIError:  # no such table
+        return None
+    return str(found) if found is not None else None
 
 
 @contextmanager
@@ -87,6 +105,8 @@ def _sqlite_migration_lock(url: str) -> Iterator[None]:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -95,6 +115,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Run pending migrations; a store from before migrations existed is first stamped as revision 0001."""
+    from alembic import command
+
     config = alembic_config(connection)
     if connection.dialect.name == "postgresql":
         # Servers starting together on one database: one migrates, the others wait for its commit.

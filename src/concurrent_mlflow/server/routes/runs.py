@@ -54,6 +54,7 @@ def start_run(body: api.RunStart, context: Context, caller: Caller) -> api.RunDe
         policy=context.policy,
         created_by=caller.user,
     )
+    context.wake_engine()
     return _detail(context, run_id)
 
 
@@ -138,6 +139,7 @@ def list_tasks(
 def cancel_run(run_id: RunId, context: Context, caller: Caller) -> api.Accepted:
     _readable_run(context, caller, run_id, "runner")
     asked = tx.request_cancel(context.store, run_id, f"cancelled by {caller.user}")
+    context.wake_engine()
     state = queries.run_view(context.store, run_id)
     assert state is not None
     detail = "the engine is stopping its tasks" if asked else "the run had already ended"
@@ -149,6 +151,7 @@ def retry_run(run_id: RunId, context: Context, caller: Caller) -> api.RetryResul
     run = _readable_run(context, caller, run_id, "runner")
     drivers.take_ended(context.store, run_id, None, timedelta(0))  # a retried run is the server's to drive
     reset = tx.reset_for_retry(context.store, run_id)
+    context.wake_engine()
     if run.mlflow_run_id:
         context.tracking.reopen(run.mlflow_run_id)
     return api.RetryResult(id=run_id, reset_tasks=reset)
