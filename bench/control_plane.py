@@ -24,6 +24,7 @@ import argparse
 import functools
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -251,7 +252,8 @@ def ours(ctx: BenchContext, work: Path, partitions: int) -> dict[str, Any]:
 
 
 def section(ctx: BenchContext) -> Section:
-    sizes = SMOKE_SIZES if ctx.smoke else SIZES
+    wanted = os.environ.get("BENCH_P3_SIZES")  # e.g. "250,1000": a shorter run than the plot's four sizes
+    sizes = SMOKE_SIZES if ctx.smoke else [int(n) for n in wanted.split(",")] if wanted else SIZES
     work = ctx.dir("p3")
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
     bare: dict[int, list[float]] = {n: [] for n in sizes}
