@@ -38,7 +38,7 @@ def with_multiprocessing(files: list[Path], repeat: int) -> list[str]:
         return pool.map(_digest_one, [(path, repeat) for path in files], chunksize=64)
 
 
-def with_prefect(files: list[Path], repeat: int, chunks: int | None) -> list[str]:
+def with_prefect(root: Path, repeat: int, chunks: int | None) -> list[str]:
     from prefect import flow, task, unmapped
 
     @task
@@ -49,19 +49,20 @@ def with_prefect(files: list[Path], repeat: int, chunks: int | None) -> list[str
     def hash_chunk(paths: list[str], repeat: int) -> list[str]:
         return [digest(Path(path), repeat) for path in paths]
 
+    # The flows list the files themselves, as a user's flow would: Prefect's API refuses (422) a flow run
+    # whose parameters hold 10,000 paths.
     @flow
-    def per_file(paths: list[str], repeat: int) -> list[str]:
+    def per_file(root: str, repeat: int) -> list[str]:
+        paths = [str(path) for path in files_of(Path(root))]
         return list(hash_file.map(paths, unmapped(repeat)).result())
 
     @flow
-    def over_chunks(groups: list[list[str]], repeat: int) -> list[str]:
+    def over_chunks(root: str, chunks: int, repeat: int) -> list[str]:
+        paths = [str(path) for path in files_of(Path(root))]
+        groups = [paths[i::chunks] for i in range(chunks)]
         return [d for chunk in hash_chunk.map(groups, unmapped(repeat)).result() for d in chunk]
 
-    paths = [str(path) for path in files]
-    if chunks is None:
-        result: Any = per_file(paths, repeat)
-    else:
-        result = over_chunks([paths[i::chunks] for i in range(chunks)], repeat)
+    result: Any = per_file(str(root), repeat) if chunks is None else over_chunks(str(root), chunks, repeat)
     return list(result)
 
 
@@ -76,7 +77,7 @@ def main() -> None:
     if args.mode == "multiprocessing":
         digests = with_multiprocessing(files, args.repeat)
     else:
-        digests = with_prefect(files, args.repeat, args.chunks if args.mode == "prefect-chunks" else None)
+        digests = with_prefect(args.data, args.repeat, args.chunks if args.mode == "prefect-chunks" else None)
     if len(digests) != len(files):
         raise SystemExit(f"{len(digests)} digests for {len(files)} files")
     print(f"hashed {len(files)} files")
