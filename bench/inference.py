@@ -163,7 +163,9 @@ def run_spark(
 
 
 def _python(argv: list[str], uri: str, extra: dict[str, str] | None = None) -> str:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, **(extra or {})}
+    root = str(Path(__file__).resolve().parent.parent)  # this file, run as a script, imports bench.harness
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": path, **(extra or {})}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
