@@ -81,6 +81,13 @@ class InstantExecutor:
         self.paced, self.last_end = threading.Lock(), 0.0
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="noop-task")
         self.done: dict[str, bool] = {}
+        self.wakes: list[Callable[[], None]] = []
+
+    def prepare(self) -> None:
+        pass
+
+    def wake_on_change(self, wake: Callable[[], None]) -> None:
+        self.wakes.append(wake)  # a task's end wakes the engine, as a worker's exit does
 
     def submit(self, launch: Any) -> tuple[dict[str, Any], str | None]:
         self.pool.submit(self._run, launch.child_run_id)
@@ -100,6 +107,8 @@ class InstantExecutor:
         self.tracking.log_text(child, json.dumps({"files": []}), OUTPUT_INDEX)
         self.tracking.terminate(child, "FINISHED")
         self.done[child] = True
+        for wake in self.wakes:
+            wake()
 
     def observe(self, handle: dict[str, Any]) -> Any:
         from concurrent_mlflow.executors.base import Observation
