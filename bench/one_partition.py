@@ -182,7 +182,7 @@ def section(ctx: BenchContext) -> Section:
         "(goal: at most 1.5x). Seconds and ratio within the round: median (min-max).\n\n"
         "| contender | s | vs MLflow |\n| --- | ---: | ---: |\n" + "\n".join(rows)
     )
-    return Section("one_partition", figures, markdown)
+    return Section("p0", figures, markdown)
 
 
 @contextmanager
