@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchContext, Section
+from bench.harness import BenchContext, Section, interleave
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "projects" / "noop"
@@ -124,16 +124,11 @@ def contenders(work: Path, tracking_uri: str) -> dict[str, Callable[[], float]]:
     }
 
 
-def interleave(measures: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Each contender once per round, A B C D, A B C D, ... after one untimed warm-up round."""
+def warmed_interleave(measures: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """One untimed warm-up round (caches, compiled modules), then the harness's interleaved rounds."""
     for measure in measures.values():
         measure()
-    times: dict[str, list[float]] = {name: [] for name in measures}
-    for round_ in range(rounds):
-        for name, measure in measures.items():
-            times[name].append(measure())
-            print(f"  round {round_ + 1}/{rounds} {name}: {times[name][-1]:.2f}s", flush=True)
-    return times
+    return interleave(measures, rounds)
 
 
 def spread(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
@@ -157,7 +152,7 @@ def ratio_figure(ours: Sequence[float], theirs: Sequence[float], goal: float) ->
 def section(ctx: BenchContext) -> Section:
     work = ctx.workdir / "one_partition"
     work.mkdir(parents=True, exist_ok=True)
-    times = interleave(contenders(work, ctx.tracking_uri), 1 if ctx.smoke else ctx.rounds)
+    times = warmed_interleave(contenders(work, ctx.tracking_uri), 1 if ctx.smoke else ctx.rounds)
     t = {CONTENDERS[name]: values for name, values in times.items()}
     figures = {
         "p0_one_partition_vs_mlflow_run_local": ratio_figure(
