@@ -124,9 +124,11 @@ def contenders(work: Path, tracking_uri: str) -> dict[str, Callable[[], float]]:
     }
 
 
-def warmed_interleave(measures: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def warmed_interleave(
+    measures: Mapping[str, Callable[[], float]], rounds: int, warm_up: bool = True
+) -> dict[str, list[float]]:
     """One untimed warm-up round (caches, compiled modules), then the harness's interleaved rounds."""
-    for measure in measures.values():
+    for measure in measures.values() if warm_up else ():
         measure()
     return interleave(measures, rounds)
 
@@ -152,7 +154,9 @@ def ratio_figure(ours: Sequence[float], theirs: Sequence[float], goal: float) ->
 def section(ctx: BenchContext) -> Section:
     work = ctx.workdir / "one_partition"
     work.mkdir(parents=True, exist_ok=True)
-    times = warmed_interleave(contenders(work, ctx.tracking_uri), 1 if ctx.smoke else ctx.rounds)
+    times = warmed_interleave(
+        contenders(work, ctx.tracking_uri), 1 if ctx.smoke else ctx.rounds, warm_up=not ctx.smoke
+    )
     t = {CONTENDERS[name]: values for name, values in times.items()}
     figures = {
         "p0_one_partition_vs_mlflow_run_local": ratio_figure(
