@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-# About 2.7 CPU-minutes in all (servers, five `concurrent run`s): minutes of wall time on a loaded 2-core machine.
+# About 140 s on a quiet 2-core machine (two MLflow servers, eight `concurrent run`s); far more under load.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
