@@ -27,14 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchContext, Section, interleave
+from bench.harness import BenchContext, Section, interleave, ratio_figure, ratios, start_mlflow, stop
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "projects" / "noop"
@@ -137,18 +135,14 @@ def spread(values: Sequence[float], digits: int = 2, unit: str = "") -> str:
     return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def ratio_figure(ours: Sequence[float], theirs: Sequence[float], goal: float) -> dict[str, Any]:
-    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
-    return {
-        "ratio_median": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3),
-        "ratio_max": round(max(ratios), 3),
-        "median_s": round(statistics.median(ours), 3),
-        "reference_median_s": round(statistics.median(theirs), 3),
-        "goal": goal,
-        "rounds": len(ratios),
-        "date": datetime.now(UTC).date().isoformat(),
-    }
+def goal_figure(ours: Sequence[float], theirs: Sequence[float], goal: float) -> dict[str, Any]:
+    """The harness's ratio figure of our time over MLflow's, with both medians and the goal."""
+    return ratio_figure(
+        ratios(ours, theirs),
+        median_s=round(statistics.median(ours), 3),
+        reference_median_s=round(statistics.median(theirs), 3),
+        goal=goal,
+    )
 
 
 def section(ctx: BenchContext) -> Section:
@@ -159,10 +153,10 @@ def section(ctx: BenchContext) -> Section:
     )
     t = {CONTENDERS[name]: values for name, values in times.items()}
     figures = {
-        "p0_one_partition_vs_mlflow_run_local": ratio_figure(
+        "p0_one_partition_vs_mlflow_run_local": goal_figure(
             t["whole_concurrent_run"], t["whole_mlflow_run_local"], 1.0
         ),
-        "p0_async_submit_vs_local": ratio_figure(t["submit_concurrent"], t["submit_local"], 1.5),
+        "p0_async_submit_vs_local": goal_figure(t["submit_concurrent"], t["submit_local"], 1.5),
     }
     pairs = [
         ("mlflow run -b local", "concurrent run (1 partition)"),
@@ -170,9 +164,9 @@ def section(ctx: BenchContext) -> Section:
     ]
     rows = []
     for reference, ours in pairs:
-        ratios = [a / b for a, b in zip(times[ours], times[reference], strict=True)]
+        per_round = ratios(times[ours], times[reference])
         rows.append(f"| `{reference}` | {spread(times[reference])} | 1x |")
-        rows.append(f"| `{ours}` | {spread(times[ours])} | {spread(ratios, 2, 'x')} |")
+        rows.append(f"| `{ours}` | {spread(times[ours])} | {spread(per_round, 2, 'x')} |")
     markdown = (
         "## One partition vs MLflow's local backend (goal 2)\n\n"
         f"No-op entry point (bench/projects/noop), one MLflow server, {len(t['submit_local'])} interleaved "
@@ -185,49 +179,16 @@ def section(ctx: BenchContext) -> Section:
 
 
 @contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """A loopback `mlflow server` with MLflow's job runner off, as the bench's shared one."""
-    import socket
-
-    from concurrent_mlflow.local_mlflow import server_command, server_env
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    (root / "artifacts").mkdir(parents=True, exist_ok=True)
-    with (root / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            server_command(root, port, proxy_artifacts=False),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_env(),
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not start; see server.log") from None
-                time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextmanager
 def tracking(uri: str | None, root: Path) -> Iterator[str]:
-    """`uri` if given, else a server of our own under `root`."""
+    """`uri` if given, else a throwaway server of the harness's own under `root`."""
     if uri:
         yield uri
         return
-    with mlflow_server(root) as url:
+    process, url, _ = start_mlflow(root, proxied=False)
+    try:
         yield url
+    finally:
+        stop(process)
 
 
 def main() -> None:
