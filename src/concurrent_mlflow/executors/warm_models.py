@@ -18,6 +18,7 @@ while the fork server is root so it can write each task's pid and exit files; ta
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -26,8 +27,7 @@ from pathlib import Path
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors.base import TaskLaunch
 from concurrent_mlflow.executors.forkserver import ForkServer
-from concurrent_mlflow.manifest import InferenceSpec
-from concurrent_mlflow.taskfile import TaskFile
+from concurrent_mlflow.manifest import InferenceSpec, spec_from_json
 
 log = logging.getLogger("concurrent.executor")
 
@@ -115,5 +115,5 @@ def model_of(launch: TaskLaunch) -> str | None:
     """The model URI of an inference task handed over with its spec, else None."""
     if launch.task is None:
         return None
-    spec = TaskFile.loads(launch.task).spec
+    spec = spec_from_json(json.loads(launch.task)["spec"])  # not the manifest: it is parsed by the worker
     return spec.model if isinstance(spec, InferenceSpec) else None
