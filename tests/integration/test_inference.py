@@ -22,7 +22,7 @@ def _log_model(loads: Path, *, thread: bool) -> str:
         mlflow.pyfunc.log_model(
             name="model", python_model=str(MODEL_CODE), model_config={"loads": str(loads), "thread": thread}
         )
-    loads.unlink()  # logging loaded it once to check it
+    loads.unlink(missing_ok=True)  # logging may load it once to check it
     return f"runs:/{run.info.run_id}/model"
 
 
