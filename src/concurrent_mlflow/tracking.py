@@ -79,6 +79,11 @@ def ui_url(tracking_uri: str, experiment_id: str | None, mlflow_run_id: str | No
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}"
 
 
+def parent_identity(run_id: str) -> dict[str, str]:
+    """The tags by which an engine finds DAG run `run_id`'s parent run."""
+    return {f"{TAG_PREFIX}kind": "dag-run", f"{TAG_PREFIX}run_id": run_id}
+
+
 class Tracking:
     """A thin, typed layer over MlflowClient that turns MLflow failures into TrackingError."""
 
@@ -105,23 +110,31 @@ class Tracking:
     def start_parent(
         self, experiment_id: str, *, run_id: str, dag_name: str, dag_yaml: str, overrides: Mapping[str, str]
     ) -> str:
-        """Create the parent run, or find the one an engine killed mid-way created, and log the DAG."""
-        identity = {f"{TAG_PREFIX}kind": "dag-run", f"{TAG_PREFIX}run_id": run_id}
-        tags = {
-            **identity,
-            f"{TAG_PREFIX}dag": dag_name,
-            "mlflow.runName": f"{dag_name} {run_id}",
-            "mlflow.source.type": "PROJECT",
-        }
-        parent = self.find_run(experiment_id, identity) or str(
-            self._call(
-                "create the parent run", lambda: self.client.create_run(experiment_id, tags=tags)
-            ).info.run_id
+        """Create the parent run, or find the one created for it already (by `mlflow run -b concurrent`
+        before its driver started, or by an engine killed mid-way), and log the DAG."""
+        parent = self.find_run(experiment_id, parent_identity(run_id)) or self.create_parent(
+            experiment_id, run_id=run_id, dag_name=dag_name
         )
         params = [Param(k[:250], v[:MAX_PARAM_LENGTH]) for k, v in sorted(overrides.items())]
         self._call("log the DAG", lambda: self._log_batch(parent, params, []))
         self.log_text(parent, dag_yaml, "dag.yaml")
         return parent
+
+    def create_parent(
+        self, experiment_id: str, *, run_id: str, dag_name: str, tags: Mapping[str, str] | None = None
+    ) -> str:
+        """Create DAG run `run_id`'s parent run with our tags and `tags` (which may name it otherwise)."""
+        every_tag = {
+            **parent_identity(run_id),
+            f"{TAG_PREFIX}dag": dag_name,
+            "mlflow.runName": f"{dag_name} {run_id}",
+            "mlflow.source.type": "PROJECT",
+            **(tags or {}),
+        }
+        created = self._call(
+            "create the parent run", lambda: self.client.create_run(experiment_id, tags=every_tag)
+        )
+        return str(created.info.run_id)
 
     def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> str | None:
         """The run in `experiment_id` carrying all these tags: how a restarted engine finds its runs."""

@@ -38,8 +38,9 @@ class RunBackend(Protocol):
     ) -> Iterator[bytes]: ...
 
 
-def backend(obj: CliContext, max_parallel: int | None = None) -> RunBackend:
-    return RemoteRuns(obj.api()) if obj.server else LocalRuns(obj, max_parallel)
+def backend(obj: CliContext, max_parallel: int | None = None, *, driving: bool = False) -> RunBackend:
+    """`driving`: this command will drive a run here (start or retry), so its fork server starts at once."""
+    return RemoteRuns(obj.api()) if obj.server else LocalRuns(obj, max_parallel, driving=driving)
 
 
 def load_with_overrides(dag_file: Path, overrides: dict[str, str]) -> Dag:
@@ -49,12 +50,20 @@ def load_with_overrides(dag_file: Path, overrides: dict[str, str]) -> Dag:
 class LocalRuns:
     """This process drives the run (holding its driver lease), and first settles runs whose driver died."""
 
-    def __init__(self, obj: CliContext, max_parallel: int | None) -> None:
-        from concurrent_mlflow.engine import orphans
-        from concurrent_mlflow.runner import open_engine
+    def __init__(self, obj: CliContext, max_parallel: int | None, *, driving: bool = False) -> None:
+        from concurrent_mlflow.executors.local import started_local_executor
 
-        self.obj = obj
-        self.engine, self.store = open_engine(obj.paths, obj.tracking_uri(), max_parallel)
+        local = started_local_executor(obj.paths) if driving else None
+        try:
+            from concurrent_mlflow.engine import orphans
+            from concurrent_mlflow.runner import open_engine
+
+            self.obj = obj
+            self.engine, self.store = open_engine(obj.paths, obj.tracking_uri(), max_parallel, local=local)
+        except BaseException:
+            if local is not None:
+                local.close()
+            raise
         self.me = orphans.this_process("cli")
 
     def settle_orphans(self, cancelling: str | None = None) -> list[str]:

@@ -92,7 +92,7 @@ def start_run(
 ) -> str:
     overrides = parse_overrides(params)
     dag = load_with_overrides(dag_file, overrides)
-    runs = backend(obj, max_parallel)
+    runs = backend(obj, max_parallel, driving=True)
     run_id = runs.start(dag_file, dag, overrides)
     _follow(runs, run_id, progress, f"Run {run_id} of DAG {dag.name!r}")
     return run_id
@@ -106,7 +106,7 @@ def start_run(
 def run_retry(obj: CliContext, run_id: str, max_parallel: int | None, progress: bool) -> None:
     """Re-run only what failed in RUN_ID; succeeded partitions keep their outputs. A run whose driver
     died is settled first (its running workers stopped), then retried."""
-    runs = backend(obj, max_parallel)
+    runs = backend(obj, max_parallel, driving=True)
     reset = runs.retry(run_id)
     _follow(runs, run_id, progress, f"Retrying run {run_id} ({reset} partition(s) to redo)")
 

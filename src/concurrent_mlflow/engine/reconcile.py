@@ -81,9 +81,11 @@ def new_run(
     window: tuple[datetime, datetime] | None = None,
     driver: str | None = None,
     driver_ttl: timedelta = timedelta(0),
+    run_id: str | None = None,
 ) -> str:
-    """Record a new run (pending); an engine's loop opens its MLflow parent run and does the rest. A run
-    with a `driver` is driven by that process (`engine.orphans`), else by the server's engine."""
+    """Record a new run (pending); an engine's loop opens its MLflow parent run (or finds the one created
+    for `run_id` already) and does the rest. A run with a `driver` is driven by that process
+    (`engine.orphans`), else by the server's engine."""
     return tx.create_run(
         store,
         dag_name=dag.name,
@@ -97,6 +99,7 @@ def new_run(
         window=window,
         driver=driver,
         driver_ttl=driver_ttl,
+        run_id=run_id,
     )
 
 
@@ -165,8 +168,8 @@ class Engine:
                 self.wait()
         except DriverLostError:  # another command settled the run (or drives it now): its tasks are not ours
             raise
-        except KeyboardInterrupt:
-            self.cancel(run_id, "cancelled by the user (Ctrl-C)")
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or a signal handler naming who cancelled
+            self.cancel(run_id, str(interrupt) or "cancelled by the user (Ctrl-C)")
             raise
         except Exception as exc:  # never leave tasks running behind a dead engine
             self.cancel(run_id, f"cancelled: the engine stopped on an error: {exc}")

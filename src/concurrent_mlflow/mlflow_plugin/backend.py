@@ -2,25 +2,25 @@
 
 MLflow loads `ConcurrentBackend` from the `mlflow.project_backend` entry point and calls its `run`. The
 request becomes a DAG (request.py), so a bad key, value or `-P` parameter is refused before anything
-starts. The embedded engine (as `concurrent
-run` uses it, with this machine's store under CONCURRENT_HOME) drives the run in a background thread; `run`
-returns once the DAG run's MLflow parent run exists, because MLflow tags that run as soon as `run` returns.
+starts. Then, as MLflow's local backend does, `run` creates the MLflow run it reports and starts a process
+that does the work: our driver (driver.py), which records the DAG run in this machine's store (under
+CONCURRENT_HOME, as `concurrent run` finds it) and drives it with an embedded engine. `run` imports neither
+the engine nor the store, so it returns about as fast as the local backend, and a caller that exits without
+waiting leaves its run going, as with the local backend.
 
-The `mlflow run` CLI runs plugin backends asynchronously (it never calls `wait()`), but our engine lives in
-this process: returning would end the run with the process. Under that CLI, `run` therefore waits itself,
-reports a failure and raises MLflow's ExecutionException, so the command exits non-zero as it does for
-`-b local`; Ctrl-C there cancels the run.
+The `mlflow run` CLI runs plugin backends asynchronously (it never calls `wait()`), so under that CLI `run`
+waits itself, reports a failure and raises MLflow's ExecutionException, so the command exits non-zero as it
+does for `-b local`; Ctrl-C there cancels the run.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import os
+import signal
+import subprocess
 import sys
-import threading
-import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,6 @@ from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
 
 from concurrent_mlflow.dag import Dag
-from concurrent_mlflow.engine import Engine, orphans, reads
-from concurrent_mlflow.engine.reconcile import new_run
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.mlflow_plugin.request import (
     ProjectRequest,
@@ -43,29 +41,15 @@ from concurrent_mlflow.mlflow_plugin.request import (
 )
 from concurrent_mlflow.plan import param_str
 from concurrent_mlflow.quick_exit import skip_final_collection
-from concurrent_mlflow.runner import open_engine
+from concurrent_mlflow.run_id import new_run_id
 from concurrent_mlflow.settings import Paths
-from concurrent_mlflow.store import RunRow, Store
-from concurrent_mlflow.store import transitions as tx
-from concurrent_mlflow.store.queries import failed_attempts
-from concurrent_mlflow.store.states import TERMINAL
 from concurrent_mlflow.tracking import Tracking, ui_url
 
-log = logging.getLogger("concurrent_mlflow.mlflow_plugin")  # request.py's too: one handler shows both
+log = logging.getLogger("concurrent_mlflow.mlflow_plugin")  # request.py's and driver.py's too
 
-# Our run states as MLflow's RunStatus names.
-MLFLOW_STATUS = {
-    "pending": "SCHEDULED",
-    "queued": "SCHEDULED",
-    "running": "RUNNING",
-    "succeeded": "FINISHED",
-    "failed": "FAILED",
-    "cancelled": "KILLED",
-    "skipped": "KILLED",
-}
-OPEN_TIMEOUT_S = 300.0  # longest wait for the parent run (MLflow calls are retried with backoff meanwhile)
+DRIVER_MODULE = "concurrent_mlflow.mlflow_plugin.driver"
 CANCEL_TIMEOUT_S = 120.0  # longest wait for a cancelled run's tasks to be stopped and its runs marked KILLED
-LOG_TAIL_LINES = 15
+OPEN_STATUSES = ("RUNNING", "SCHEDULED")
 
 
 class ConcurrentBackend(AbstractBackend):
@@ -83,23 +67,25 @@ class ConcurrentBackend(AbstractBackend):
     ) -> ConcurrentSubmittedRun:
         under_cli = _under_mlflow_run_cli()
         if under_cli:
-            _show_progress_on_stderr()
+            show_progress_on_stderr()
             skip_final_collection()  # the `mlflow run` process ends with our run
         try:
             config = read_config(backend_config)
+            tracking = Tracking(tracking_uri)
             request = ProjectRequest(
                 project_uri=absolute(project_uri, Path.cwd()),
                 entry_point=entry_point,
                 params={str(k): param_str(v) for k, v in (params or {}).items()},
                 version=version,
-                experiment=Tracking(tracking_uri).experiment_name(experiment_id),
+                experiment=tracking.experiment_name(experiment_id),
                 base_dir=Path.cwd(),
                 env_manager=(backend_config or {}).get("ENV_MANAGER"),  # `mlflow run --env-manager`
                 run_name=_cli_option("run_name") if under_cli else None,
             )
             paths = Paths.from_env()  # CONCURRENT_HOME, as the `concurrent` command finds it
             dag = build_dag(request, config, paths.cache)
-            submitted = ConcurrentSubmittedRun.start(dag, request, tracking_uri, paths)
+            check_clusters(dag, paths)
+            submitted = ConcurrentSubmittedRun.start(dag, request, tracking, experiment_id, cli=under_cli)
         except ConcurrentError as exc:
             raise ExecutionException(str(exc)) from exc
         if under_cli:
@@ -108,54 +94,54 @@ class ConcurrentBackend(AbstractBackend):
 
 
 class ConcurrentSubmittedRun(SubmittedRun):
-    """One DAG run driven by an embedded engine in a background thread; `run_id` is its MLflow parent run."""
+    """One DAG run driven by its driver process; `run_id` is its MLflow parent run."""
 
-    def __init__(self, engine: Engine, store: Store, dag_run_id: str, driver: str) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], tracking: Tracking, mlflow_run_id: str, dag_run_id: str
+    ) -> None:
         super().__init__()
-        self.engine, self.store, self.dag_run_id = engine, store, dag_run_id
-        self.driver = driver  # this process, holding the run's driver lease (`engine.orphans`)
-        self._mlflow_run_id = ""
-        self._closing = threading.Lock()  # held while the engine thread reads the end state, closes the store
-        self._final: RunRow | None = None  # the run as it ended, read before the store closed
-        self._error: BaseException | None = None
-        self._report: str | None = None
-        self._reported = False
-        self._thread = threading.Thread(target=self._drive, name=f"concurrent-run-{dag_run_id}")
-        # Waiters wait on this, never on Thread.join: a join that Ctrl-C interrupts leaves the thread marked
-        # stopped while it still runs (CPython 3.11, the bpo-45274 fix), and cancel() would then do nothing.
-        self._ended = threading.Event()
+        self.process, self.tracking = process, tracking
+        self.dag_run_id = dag_run_id
+        self._mlflow_run_id = mlflow_run_id
+        self._cancelled = False
 
     @classmethod
     def start(
-        cls, dag: Dag, request: ProjectRequest, tracking_uri: str, paths: Paths
+        cls, dag: Dag, request: ProjectRequest, tracking: Tracking, experiment_id: str, *, cli: bool
     ) -> ConcurrentSubmittedRun:
-        """Check the DAG's clusters, record the run, drive it, wait for its parent run."""
-        engine, store = open_engine(paths, tracking_uri)
-        engine.prepare()  # the fork server imports MLflow while the run is recorded and its parent opened
+        """Create the parent run (tagged as `mlflow run -b local` tags its run), start the driver."""
+        dag_run_id = new_run_id()
+        tags = {
+            "mlflow.project.backend": "concurrent",
+            "mlflow.source.name": request.project_uri,
+            "mlflow.project.entryPoint": request.entry_point,
+            **({"mlflow.runName": request.run_name} if request.run_name else {}),
+        }
+        parent = tracking.create_parent(experiment_id, run_id=dag_run_id, dag_name=dag.name, tags=tags)
         try:
-            check_clusters(store, dag, paths)
-            driver = orphans.this_process("mlflow")
-            dag_run_id = new_run(
-                store,
-                dag,
-                base_dir=request.base_dir,
-                overrides={},
-                driver=driver,
-                driver_ttl=orphans.DRIVER_TTL,
-            )
+            tracking.log_params(parent, request.params)
+            order = {
+                "dag_yaml": dag.to_yaml(),
+                "base_dir": str(request.base_dir),
+                "run_id": dag_run_id,
+                "mlflow_run_id": parent,
+                "tracking_uri": tracking.tracking_uri,
+                "cli": cli,
+            }
+            process = _start_driver(order, tracking.tracking_uri)
         except BaseException:
-            engine.close()
-            store.close()
+            tracking.terminate(parent, "FAILED")  # nothing will drive it: do not leave it RUNNING
             raise
-        submitted = cls(engine, store, dag_run_id, driver)
-        submitted._thread.start()
-        _finish_at_exit(submitted)
-        try:
-            submitted._mlflow_run_id = submitted._await_parent()
-            submitted._describe_parent(request)
-        except BaseException:  # Ctrl-C, or MLflow refused: nothing may go on running unseen
-            submitted.cancel()
-            raise
+        submitted = cls(process, tracking, parent, dag_run_id)
+        link = ui_url(tracking.tracking_uri, experiment_id, parent)
+        log.info(
+            "=== Running entry point %r of %s as DAG run %s (MLflow run %s%s) ===",
+            request.entry_point,
+            request.project_uri,
+            dag_run_id,
+            parent,
+            f": {link}" if link else "",
+        )
         return submitted
 
     @property
@@ -163,164 +149,56 @@ class ConcurrentSubmittedRun(SubmittedRun):
         return self._mlflow_run_id
 
     def wait(self) -> bool:
-        """Until the run ends; True if it succeeded. A failure is logged once, naming what failed."""
-        while not self._ended.wait(0.5):  # in slices, so Ctrl-C reaches the caller (MLflow then calls cancel)
-            pass
-        succeeded = self._final is not None and self._final.state == "succeeded"
-        if not succeeded and not self._reported:
-            self._reported = True
-            log.error("%s", self._report or f"DAG run {self.dag_run_id} did not succeed")
-        return succeeded
+        """Until the run ends; True if it succeeded. The driver reports a failure, naming what failed."""
+        while True:
+            try:
+                code = self.process.wait(timeout=0.5)  # in slices, so Ctrl-C reaches the caller
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._settle_parent(code)
+        return code == 0
 
     def get_status(self) -> str:
-        run = self._current()
-        return MLFLOW_STATUS.get(run.state, "FAILED") if run is not None else "FAILED"
+        code = self.process.poll()
+        if code is not None:
+            self._settle_parent(code)
+        return self.tracking.status(self._mlflow_run_id)
 
-    def cancel(self, reason: str = "cancelled through MLflow (SubmittedRun.cancel)") -> None:
-        """Stop the run's tasks and mark its MLflow runs KILLED; returns once that is done."""
-        with self._closing:
-            if not self._ended.is_set():
-                tx.request_cancel(self.store, self.dag_run_id, reason)
-        if not self._ended.wait(CANCEL_TIMEOUT_S):
+    def cancel(self, by_user: bool = False) -> None:
+        """Stop the run's tasks and mark its MLflow runs KILLED; returns once that is done. `by_user`: the
+        user pressed Ctrl-C (the run's error says so), rather than a program calling this."""
+        self._cancelled = True
+        if self.process.poll() is None:  # the driver cancels the run, then exits
+            self.process.send_signal(signal.SIGINT if by_user else signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=CANCEL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
             log.warning("DAG run %s: still stopping after %.0fs", self.dag_run_id, CANCEL_TIMEOUT_S)
+            return
+        self._settle_parent(code)
 
-    # -- the engine thread ------------------------------------------------------------------------------
-    def _drive(self) -> None:
+    def _settle_parent(self, code: int) -> None:
+        """A driver that died before it could end the parent run (killed, or failed to start) left it open:
+        end it, so MLflow never shows a run that nothing drives as RUNNING."""
+        if code == 0:
+            return
         try:
-            orphans.drive(self.engine, self.dag_run_id, self.driver)
-        except BaseException as exc:  # run_until_done has cancelled the run; wait() reports the error
-            self._error = exc
-        with self._closing:
-            try:
-                self._final = reads.run(self.store, self.dag_run_id)
-                if self._final.state != "succeeded":
-                    self._report = failure_report(self, self._error)
-            except Exception as exc:  # the store is unreadable: say so rather than hide the outcome
-                self._report = (
-                    f"DAG run {self.dag_run_id} ended ({self._error or 'no error recorded'}); {exc}"
-                )
-            finally:
-                self.engine.close()
-                self.store.close()
-                self._ended.set()
-                _UNFINISHED.discard(self)
-
-    def _current(self) -> RunRow | None:
-        """The run as stored now, or as it ended once the engine thread has closed the store."""
-        with self._closing:
-            return self._final if self._ended.is_set() else reads.run(self.store, self.dag_run_id)
-
-    def _await_parent(self) -> str:
-        """The parent run's id once the engine's first pass opened it; raise if the run ended first."""
-        deadline = time.monotonic() + OPEN_TIMEOUT_S
-        while True:
-            run = self._current()
-            if run is not None and run.mlflow_run_id:
-                return run.mlflow_run_id
-            if run is None or run.state in TERMINAL:
-                self._ended.wait()
-                reason = self._error or (run.error if run else None) or self._report
-                raise ConcurrentError(
-                    f"DAG run {self.dag_run_id} ended before its MLflow run opened: {reason}"
-                )
-            if time.monotonic() > deadline:
-                tx.request_cancel(self.store, self.dag_run_id, "its MLflow parent run could not be opened")
-                raise ConcurrentError(
-                    f"DAG run {self.dag_run_id}: no MLflow parent run after {OPEN_TIMEOUT_S:.0f}s; "
-                    f"is MLflow at {self.engine.tracking.tracking_uri} answering?"
-                )
-            time.sleep(0.1)
-
-    def _describe_parent(self, request: ProjectRequest) -> None:
-        """Tag the parent as `mlflow run -b local` tags its run, log the parameters, say where it is."""
-        tracking = self.engine.tracking
-        tracking.set_tags(
-            self._mlflow_run_id,
-            {
-                "mlflow.project.backend": "concurrent",
-                "mlflow.source.name": request.project_uri,
-                "mlflow.project.entryPoint": request.entry_point,
-                **({"mlflow.runName": request.run_name} if request.run_name else {}),
-            },
-        )
-        tracking.log_params(self._mlflow_run_id, request.params)
-        run = self._current()
-        link = ui_url(tracking.tracking_uri, run.experiment_id if run else None, self._mlflow_run_id)
-        log.info(
-            "=== Running entry point %r of %s as DAG run %s (MLflow run %s%s) ===",
-            request.entry_point,
-            request.project_uri,
-            self.dag_run_id,
-            self._mlflow_run_id,
-            f": {link}" if link else "",
-        )
+            if self.tracking.status(self._mlflow_run_id) in OPEN_STATUSES:
+                self.tracking.terminate(self._mlflow_run_id, "KILLED" if self._cancelled else "FAILED")
+        except ConcurrentError as exc:
+            log.warning("could not end MLflow run %s: %s", self._mlflow_run_id, exc)
 
 
-# -- the request as a DAG -------------------------------------------------------------------------------
-# -- reporting --------------------------------------------------------------------------------------------
-def failure_report(submitted: ConcurrentSubmittedRun, error: BaseException | None) -> str:
-    """What failed, as `concurrent run` reports it: the run's error, then each failed partition with its
-    error, log and MLflow run, and the end of the first failed partition's log."""
-    run = reads.run(submitted.store, submitted.dag_run_id)
-    detail = run.error or error
-    lines = [
-        f"DAG run {run.id} (MLflow run {run.mlflow_run_id}) {run.state}" + (f": {detail}" if detail else "")
-    ]
-    failures = failed_attempts(submitted.store, run.id)
-    tracking_uri = submitted.engine.tracking.tracking_uri
-    for failed in failures[:20]:
-        link = ui_url(tracking_uri, run.experiment_id, failed.mlflow_run_id) or f"run {failed.mlflow_run_id}"
-        lines.append(
-            f"  {failed.node_id}[{failed.partition}] attempt {failed.attempt}: {failed.error or 'failed'}"
-        )
-        lines.append(f"    log: {failed.log_path or 'logs/task.log of its MLflow run'}; MLflow: {link}")
-    if len(failures) > 20:
-        lines.append(f"  ... and {len(failures) - 20} more failed partition(s)")
-    if failures and failures[0].log_path:
-        lines += _log_tail(Path(failures[0].log_path))
-    return "\n".join(lines)
-
-
-def _log_tail(path: Path) -> list[str]:
-    try:
-        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    except OSError:
-        return []
-    return [f"  end of {path.name}:", *(f"    | {line}" for line in tail)]
-
-
-# -- the end of the process ---------------------------------------------------------------------------------
-_UNFINISHED: weakref.WeakSet[ConcurrentSubmittedRun] = weakref.WeakSet()
-
-
-def _finish_at_exit(submitted: ConcurrentSubmittedRun) -> None:
-    """Let a run nobody waited for finish when the process exits, as MLflow's local backend does.
-
-    Waiting for the (non-daemon) engine thread is not enough: on the way out Python first stops every
-    ThreadPoolExecutor (the engine's included), through hooks in threading's registry that run last-registered
-    first, and only then joins threads; the engine would fail and cancel the run. So we wait from a hook of
-    that same registry, registered after concurrent.futures' own. Without it (a Python that lacks it), such a
-    run is cancelled at exit: its tasks stopped and its runs marked KILLED.
-    """
-    _register_exit_hook()
-    _UNFINISHED.add(submitted)
-
-
-@functools.cache  # once per process
-def _register_exit_hook() -> None:
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        register(_wait_for_unfinished)
-
-
-def _wait_for_unfinished() -> None:
-    for submitted in list(_UNFINISHED):
-        try:
-            submitted.wait()
-        except KeyboardInterrupt:  # Ctrl-C while the process waits to exit: stop them all
-            for other in list(_UNFINISHED):
-                other.cancel("cancelled by the user (Ctrl-C while the process exited)")
-            raise
+def _start_driver(order: Mapping[str, Any], tracking_uri: str) -> subprocess.Popen[bytes]:
+    """The driver process, in this process group (Ctrl-C at the terminal reaches it, as it reaches the
+    local backend's entry point), with its order on stdin and this terminal for its output."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    process = subprocess.Popen([sys.executable, "-m", DRIVER_MODULE], stdin=subprocess.PIPE, env=env)
+    assert process.stdin is not None
+    with process.stdin:
+        process.stdin.write(json.dumps(order).encode())
+    return process
 
 
 # -- the `mlflow run` CLI -----------------------------------------------------------------------------------
@@ -338,8 +216,9 @@ def _cli_option(name: str) -> Any:
     return ctx.params.get(name) if ctx is not None else None
 
 
-def _show_progress_on_stderr() -> None:
-    """In the `mlflow run` command we are the application: show our messages as MLflow shows its own."""
+def show_progress_on_stderr() -> None:
+    """In the `mlflow run` command we are the application: show our messages as MLflow shows its own (the
+    driver process does the same)."""
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
@@ -360,7 +239,7 @@ def _wait_in_cli(submitted: ConcurrentSubmittedRun) -> None:
         log.error(
             "=== Run (ID '%s') interrupted, cancelling DAG run %s ===", submitted.run_id, submitted.dag_run_id
         )
-        submitted.cancel("cancelled by the user (Ctrl-C in `mlflow run`)")
+        submitted.cancel(by_user=True)
         log.error(
             "=== DAG run %s cancelled: its tasks were stopped and marked KILLED ===", submitted.dag_run_id
         )

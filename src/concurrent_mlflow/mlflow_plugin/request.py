@@ -19,7 +19,6 @@ from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.plan import check_projects
 from concurrent_mlflow.project import is_git_uri
 from concurrent_mlflow.settings import Paths
-from concurrent_mlflow.store import Store, clusters
 
 log = logging.getLogger("concurrent_mlflow.mlflow_plugin")
 
@@ -129,10 +128,19 @@ def dag_document(request: ProjectRequest, config: Mapping[str, Any]) -> tuple[di
     return document, names
 
 
-def check_clusters(store: Store, dag: Dag, paths: Paths) -> None:
-    """Every cluster the DAG names is registered here (the engine would only find out at dispatch)."""
+def check_clusters(dag: Dag, paths: Paths) -> None:
+    """Every cluster the DAG names is registered here (the engine would only find out at dispatch). The
+    store is opened only when the DAG names a cluster: a local run's submission never imports it."""
     named = {name for node in dag.nodes if node.kind != "source" for name in dag.placement(node)}
-    registered = {cluster.name for cluster in clusters.list_clusters(store)}
+    if not named:
+        return
+    from concurrent_mlflow.store import clusters, open_store
+
+    store = open_store(paths.store_url)
+    try:
+        registered = {cluster.name for cluster in clusters.list_clusters(store)}
+    finally:
+        store.close()
     missing = sorted(named - registered)
     if missing:
         known = ", ".join(sorted(registered)) or "none"

@@ -9,7 +9,6 @@ partitions (only a source has none) can never pass for one that did its work.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy import select, update
 
 from concurrent_mlflow.dag import SourceNode, parse_dag
 from concurrent_mlflow.errors import ConflictError, RunNotFoundError
+from concurrent_mlflow.run_id import new_run_id
 from concurrent_mlflow.store.db import Store
 from concurrent_mlflow.store.lease import db_now
 from concurrent_mlflow.store.models import AttemptRow, RunRow, StageRow, TaskRow, utcnow
@@ -48,10 +48,12 @@ def create_run(
     window: tuple[datetime, datetime] | None = None,
     driver: str | None = None,
     driver_ttl: timedelta = timedelta(0),
+    run_id: str | None = None,
 ) -> str:
     """A new run, pending until the engine opens its MLflow parent run. A `driver` (`store.drivers`) holds
-    it from the start, so no server's engine ever ticks it; without one the server's engine drives it."""
-    run_id = uuid.uuid4().hex[:12]
+    it from the start, so no server's engine ever ticks it; without one the server's engine drives it.
+    `run_id`: an id chosen by the caller (`new_run_id`), e.g. to name the run in MLflow before this."""
+    run_id = run_id or new_run_id()
     with store.transaction() as session:
         expires = db_now(session, store) + driver_ttl if driver else None
         run = RunRow(
