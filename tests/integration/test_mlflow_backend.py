@@ -252,3 +252,25 @@ def test_a_script_that_does_not_wait_still_lets_its_run_finish(tracking_env: Pat
     parent = client.get_run(found.group(1))
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children_of(parent, client)] == ["FINISHED"]
+
+
+def test_a_killed_driver_leaves_no_task_running_and_no_run_open(tracking_env: Path, tmp_path: Path) -> None:
+    submitted = mlflow.projects.run(
+        str(TOOLBOX),
+        entry_point="transform",
+        parameters={"sleep": 300},
+        experiment_name="backend-driver-killed",
+        backend="concurrent",
+        backend_config={"retries": 0},
+        synchronous=False,
+    )
+    client = MlflowClient()
+    child = running_task(client, "backend-driver-killed")
+
+    os.kill(submitted.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+
+    assert submitted.wait() is False
+    assert processes_of({child}) == [], "no task process may outlive its driver's death"
+    assert client.get_run(child).info.status in ("FAILED", "KILLED")
+    assert client.get_run(submitted.run_id).info.status == "FAILED"
+    assert submitted.get_status() == "FAILED"

@@ -104,6 +104,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
         self.dag_run_id = dag_run_id
         self._mlflow_run_id = mlflow_run_id
         self._cancelled = False
+        self._settled = False  # an orphaned run, once its driver was found killed
 
     @classmethod
     def start(
@@ -179,15 +180,35 @@ class ConcurrentSubmittedRun(SubmittedRun):
         self._settle_parent(code)
 
     def _settle_parent(self, code: int) -> None:
-        """A driver that died before it could end the parent run (killed, or failed to start) left it open:
-        end it, so MLflow never shows a run that nothing drives as RUNNING."""
+        """A driver killed by a signal left its tasks running: stop them and end the run, as the next
+        `concurrent` command would. One that died before it could end the parent run (killed, or failed to
+        start) left that open: end it, so MLflow never shows a run that nothing drives as RUNNING."""
         if code == 0:
             return
+        if code < 0 and not self._settled:
+            self._settled = True
+            self._settle_orphaned_run()
         try:
             if self.tracking.status(self._mlflow_run_id) in OPEN_STATUSES:
                 self.tracking.terminate(self._mlflow_run_id, "KILLED" if self._cancelled else "FAILED")
         except ConcurrentError as exc:
             log.warning("could not end MLflow run %s: %s", self._mlflow_run_id, exc)
+
+    def _settle_orphaned_run(self) -> None:
+        from concurrent_mlflow.engine import orphans
+        from concurrent_mlflow.runner import open_engine
+
+        engine, store = open_engine(Paths.from_env(), self.tracking.tracking_uri)
+        try:
+            me = orphans.this_process("mlflow")
+            for orphan in orphans.find_orphans(store, me):
+                if orphan.run_id == self.dag_run_id:
+                    done = orphans.settle(engine, orphan, me, cancel=self._cancelled)
+                    if done is not None:
+                        log.error("%s", done.message())
+        finally:
+            engine.close()
+            store.close()
 
 
 def _start_driver(order: Mapping[str, Any], tracking_uri: str) -> subprocess.Popen[bytes]:
