@@ -2,9 +2,10 @@
 `mlflow.pyfunc.spark_udf`, side by side in one run (issue 14, goal 5).
 
 Contenders, interleaved over rounds (medians and spread reported):
-  - one plain Python process: read each Parquet file, pyfunc predict, write Parquet; its rate (model load
-    excluded) times the cores is the limit. Plain `multiprocessing` with one process per core is reported too,
-    end to end, for what it really achieves;
+  - one plain Python process held to one core (sched_setaffinity): read each Parquet file, pyfunc predict,
+    write Parquet; its rate (model load excluded) times the cores is the limit. The same process free to use
+    every core (pyarrow's and BLAS's threads) and plain `multiprocessing` with one process per core, end to
+    end, are reported too, for what they really achieve;
   - `concurrent run` of `source -> inference` with 2 ... 20 partitions, the whole process, against a running
     MLflow server;
   - `spark_udf` on local[cores] in its own env (bench/envs.py): read, withColumn(prediction), write; end to
@@ -107,10 +108,11 @@ def one_process(model_uri: str, files: list[str], out: str) -> dict[str, float]:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
-def run_one_process(model_uri: str, files: list[Path], out: Path, uri: str) -> float:
-    """Rows/s of one fresh process over `files`."""
+def run_one_process(model_uri: str, files: list[Path], out: Path, uri: str, *, one_core: bool) -> float:
+    """Rows/s of one fresh process over `files`; with `one_core`, held to one core."""
     out.mkdir(parents=True, exist_ok=True)
-    done = _python([sys.executable, __file__, "--one-process", model_uri, str(out), *map(str, files)], uri)
+    flag = "--one-core" if one_core else "--one-process"
+    done = _python([sys.executable, __file__, flag, model_uri, str(out), *map(str, files)], uri)
     result = json.loads(done.splitlines()[-1])
     return float(result["rows"]) / float(result["seconds"])
 
@@ -185,10 +187,10 @@ def section(ctx: BenchContext) -> Section:
     spark = None if ctx.smoke or os.environ.get("BENCH_NO_SPARK") else _spark_python(ctx.workdir)
     samples: dict[str, list[float]] = {}
     for _ in range(max(1, ctx.rounds)):
-        one = run_one_process(
-            model_uri, files[: max(1, len(files) // cores)], work / "out-one", ctx.tracking_uri
-        )
-        samples.setdefault("one_process_rows_per_s", []).append(one)
+        share = files[: max(1, len(files) // cores)]
+        for name, one_core in (("one_core", True), ("one_process", False)):
+            one = run_one_process(model_uri, share, work / "out-one", ctx.tracking_uri, one_core=one_core)
+            samples.setdefault(f"{name}_rows_per_s", []).append(one)
         pool = run_multiprocessing(model_uri, files, work / "out-pool", ctx.tracking_uri, cores)
         samples.setdefault("multiprocessing_rows_per_s", []).append(rows / pool)
         for n in partitions:
@@ -217,10 +219,10 @@ def _summarise(
 ) -> Section:
     median = {name: statistics.median(values) for name, values in samples.items()}
     figures: dict[str, Any] = {f"p2_{name}": value for name, value in median.items()}
-    limit = cores * median["one_process_rows_per_s"]
+    limit = cores * median["one_core_rows_per_s"]
     figures["p2_limit_rows_per_s"] = limit
     ours = samples[f"concurrent_{max(partitions)}p_rows_per_s"]  # ratios per round, then their spread
-    limits = [cores * one for one in samples["one_process_rows_per_s"]]
+    limits = [cores * one for one in samples["one_core_rows_per_s"]]
     figures["p2_inference_vs_limit"] = ratio_figure(ratios(ours, limits), partitions=max(partitions))
     if 2 in partitions and 20 in partitions:  # time of 20 partitions over time of 2, for the same rows
         figures["p2_20_vs_2_partitions"] = ratio_figure(ratios(samples["concurrent_2p_rows_per_s"], ours))
@@ -238,12 +240,13 @@ def _summarise(
             f"| {name.removesuffix('_rows_per_s').replace('_', ' ')} | {median[name]:,.0f} "
             f"({min(values):,.0f}-{max(values):,.0f}) | {median[name] / limit:.2f} |"
         )
-    lines.append(f"| limit: {cores} x one process | {limit:,.0f} | 1.00 |")
+    lines.append(f"| limit: {cores} x one core | {limit:,.0f} | 1.00 |")
     lines += [
         "",
-        "`one process` scores its share of the files alone; pyarrow's thread pool and BLAS may give it more "
-        f"than one core, in which case `{cores} x one process` overstates the machine: plain multiprocessing "
-        f"over all the files reaches {median['multiprocessing_rows_per_s'] / limit:.2f} of it.",
+        "`one core` and `one process` score their share of the files (1/cores) alone, model load excluded: "
+        "the first held to one core, whose rate times the cores is the limit; the second free to use every "
+        "core through pyarrow's and BLAS's threads. `multiprocessing` and `concurrent` are whole processes, "
+        "start to exit.",
     ]
     plots = _plot(median, partitions, limit, out_dir)
     return Section(
@@ -283,7 +286,9 @@ def _plot(median: dict[str, float], partitions: tuple[int, ...], limit: float, o
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--one-process":
+    if len(sys.argv) > 1 and sys.argv[1] in ("--one-process", "--one-core"):
+        if sys.argv[1] == "--one-core":  # before any thread pool starts
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         print(json.dumps(one_process(sys.argv[2], sys.argv[4:], sys.argv[3])))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--pool":
