@@ -20,13 +20,14 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
-from concurrent_mlflow.manifest import InferenceSpec, ProjectSpec
+from concurrent_mlflow.manifest import InferenceSpec, Manifest, ProjectSpec, TaskSpec
 from concurrent_mlflow.taskfile import TaskFile
 from concurrent_mlflow.tracking import (
     OUTPUT_INDEX,
@@ -152,7 +153,32 @@ def run_task(
     )
     (scratch / "manifest.json").write_text(manifest.dumps(), encoding="utf-8")
     parameters = {**(spec.parameters if isinstance(spec, ProjectSpec) else {}), **manifest.parameters}
-    tracking.log_params(child, {**partition_params(partition, manifest.partitions), **parameters})
+    # Logged while the entry point runs (one MLflow round trip less on the task's path), awaited before the
+    # run ends: a failure to log them still fails the task. An entry point that logs one of these keys itself
+    # with another value now races with us; either way MLflow refuses the second value and the task fails.
+    params = {**partition_params(partition, manifest.partitions), **parameters}
+    with ThreadPoolExecutor(1, thread_name_prefix="log-params") as background:
+        params_logged = background.submit(tracking.log_params, child, params)
+        code = _run_entry_point(tracking, spec, manifest, child, experiment_id, scratch, partition)
+    if code != 0:
+        return code  # the entry point's failure is the cause to report, not a param that failed with it
+    params_logged.result()
+    log_outputs(tracking, child, output_dir, scratch / "output-metadata.jsonl")
+    tracking.finish(child)
+    return 0
+
+
+def _run_entry_point(
+    tracking: Tracking,
+    spec: TaskSpec,
+    manifest: Manifest,
+    child: str,
+    experiment_id: str | None,
+    scratch: Path,
+    partition: int,
+) -> int:
+    """The project's entry point, or the built-in scorer, with the task's environment; its exit code."""
+    input_dir, output_dir = scratch / "input", scratch / "output"
     os.environ.update(
         {
             task.ENV_INPUT_DIR: str(input_dir),
@@ -168,15 +194,10 @@ def run_task(
         from concurrent_mlflow.worker.inference import score_partition
 
         score_partition(spec, manifest, input_dir, output_dir)
-    else:
-        from concurrent_mlflow.worker.project_run import run_project
+        return 0
+    from concurrent_mlflow.worker.project_run import run_project
 
-        code = run_project(spec, manifest, child, tracking, experiment_id)
-        if code != 0:
-            return code
-    log_outputs(tracking, child, output_dir, scratch / "output-metadata.jsonl")
-    tracking.finish(child)
-    return 0
+    return run_project(spec, manifest, child, tracking, experiment_id)
 
 
 def log_outputs(tracking: Tracking, child: str, output_dir: Path, metadata_file: Path) -> None:
