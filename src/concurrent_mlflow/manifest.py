@@ -95,9 +95,12 @@ class ProjectSpec:
     commit: str | None
     base_dir: str  # where the DAG's relative paths start
     entry_point: str
-    parameters: dict[str, str]  # the node's own; a partition's manifest may add or override some
+    parameters: dict[
+        str, str
+    ]  # every effective one, defaults included; a partition's manifest may add or override some
     env_manager: str
     manifests_per_file: int | None = None  # how the stored plan packs manifests (None: one per file)
+    tags: dict[str, str] = field(default_factory=dict)  # MLflow's tags of a run of this project (run_tags.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,4 +149,5 @@ def spec_from_json(data: dict[str, Any]) -> TaskSpec:
         parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
         env_manager=str(data["env_manager"]),
         manifests_per_file=per_file,
+        tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
     )

@@ -20,6 +20,8 @@ from concurrent_mlflow.project import (
     ResolvedProject,
     check_parameters,
     check_sweep_values,
+    effective_parameters,
+    is_branch,
     is_git_uri,
     resolve_project,
 )
@@ -130,20 +132,29 @@ def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir
             columns=None if node.columns is None else tuple(node.columns),
             prediction_column=node.prediction_column,
         )
+    from concurrent_mlflow.run_tags import project_tags  # MLflow's tag helpers: not for `dag validate`
+
     project = resolve_project(node.project, node.version, base_dir=base_dir, cache_dir=cache_dir)
+    env_manager = dag.env_manager(node)
+    branch = is_branch(node.project, node.version, cache_dir)
     return ProjectSpec(
         project=node.project if is_git_uri(node.project) else str(project.work_dir),
         commit=project.commit,
         base_dir=str(base_dir),
         entry_point=node.entry_point,
-        parameters={k: param_str(v) for k, v in node.parameters.items()},
-        env_manager=dag.env_manager(node),
+        parameters=effective_parameters(
+            project, node.entry_point, {k: param_str(v) for k, v in node.parameters.items()}
+        ),
+        env_manager=env_manager,
+        tags=project_tags(project, node.entry_point, env_manager, branch=branch),
     )
 
 
-def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:
-    """Fetch every project node's MLproject and check entry points and parameters; raise all problems."""
+def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> dict[str, ResolvedProject]:
+    """Fetch every project node's MLproject and check entry points and parameters; raise all problems.
+    Returns each project node's project, by node id."""
     problems: list[Problem] = []
+    resolved: dict[str, ResolvedProject] = {}
     for node in dag.nodes:
         if not isinstance(node, ProjectNode):
             continue
@@ -153,6 +164,7 @@ def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:
         except ConcurrentError as exc:
             problems.append(Problem(f"{where}.project", str(exc)))
             continue
+        resolved[node.id] = project
         values = {k: param_str(v) for k, v in node.parameters.items()}
         values.update({k: param_str(v[0]) for k, v in node.sweep.items() if v})
         problems += [
@@ -161,6 +173,7 @@ def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> None:
         problems += _sweep_value_problems(node, project, where)
     if problems:
         raise DagValidationError(problems, f"DAG {dag.name!r}")
+    return resolved
 
 
 def _sweep_value_problems(node: ProjectNode, project: ResolvedProject, where: str) -> list[Problem]:

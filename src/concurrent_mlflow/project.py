@@ -139,6 +139,17 @@ def check_parameters(
     return problems
 
 
+def effective_parameters(
+    project: ResolvedProject, entry_point: str, parameters: Mapping[str, str]
+) -> dict[str, str]:
+    """`parameters` with the entry point's defaults for those not given: what the run receives and, as
+    under `mlflow run`, what is logged on it."""
+    spec = project.entry_points.get(entry_point)
+    declared = spec.parameters.values() if spec else ()
+    defaults = {p.name: p.default for p in declared if p.default is not None}
+    return {**defaults, **parameters}
+
+
 def check_sweep_values(
     project: ResolvedProject, entry_point: str, name: str, values: Sequence[object]
 ) -> list[str]:
@@ -198,13 +209,27 @@ def _resolve_git(uri: str, version: str | None, cache_dir: Path) -> tuple[str, P
 
 
 def _fetch_checkout(repo: str, version: str | None, cache_dir: Path) -> Path:
-    git_dir = cache_dir / "git" / hashlib.sha256(repo.encode()).hexdigest()[:16]
+    git_dir = _mirror_dir(repo, cache_dir)
     with _file_lock(git_dir.with_name(f"{git_dir.name}.lock")):
         sha = version.lower() if version and _is_full_sha(version) and _has_commit(git_dir, version) else None
         if sha is None:
             _sync_mirror(git_dir, repo)
             sha = _rev_parse(git_dir, repo, version)
         return _materialise(git_dir, sha, cache_dir / "checkouts")
+
+
+def is_branch(uri: str, version: str | None, cache_dir: Path) -> bool:
+    """True if `version` names a branch of git project `uri` (as its mirror here last saw it), not a tag
+    or commit: MLflow tags a run with the branch only then."""
+    if not version or not is_git_uri(uri) or _is_full_sha(version):
+        return False
+    git_dir = _mirror_dir(split_subdir(uri)[0], cache_dir)
+    found = _run_git(["--git-dir", str(git_dir), "show-ref", "--verify", "--quiet", f"refs/heads/{version}"])
+    return found.returncode == 0
+
+
+def _mirror_dir(repo: str, cache_dir: Path) -> Path:
+    return cache_dir / "git" / hashlib.sha256(repo.encode()).hexdigest()[:16]
 
 
 def _sync_mirror(git_dir: Path, repo: str) -> None:

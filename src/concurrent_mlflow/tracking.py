@@ -108,12 +108,19 @@ class Tracking:
         )
 
     def start_parent(
-        self, experiment_id: str, *, run_id: str, dag_name: str, dag_yaml: str, overrides: Mapping[str, str]
+        self,
+        experiment_id: str,
+        *,
+        run_id: str,
+        dag_name: str,
+        dag_yaml: str,
+        overrides: Mapping[str, str],
+        tags: Mapping[str, str],
     ) -> str:
-        """Create the parent run, or find the one created for it already (by `mlflow run -b concurrent`
-        before its driver started, or by an engine killed mid-way), and log the DAG."""
+        """Create the parent run with `tags`, or find the one created for it already (by `mlflow run -b
+        concurrent` before its driver started, or by an engine killed mid-way), and log the DAG."""
         parent = self.find_run(experiment_id, parent_identity(run_id)) or self.create_parent(
-            experiment_id, run_id=run_id, dag_name=dag_name
+            experiment_id, run_id=run_id, dag_name=dag_name, tags=tags
         )
         params = [Param(k[:250], v[:MAX_PARAM_LENGTH]) for k, v in sorted(overrides.items())]
         self._call("log the DAG", lambda: self._log_batch(parent, params, []))
@@ -185,16 +192,19 @@ class Tracking:
         partition: int,
         attempt: int,
         params: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
         recover: bool = False,
     ) -> str:
-        """Create the attempt's child run; with `recover`, first look for one an earlier engine created."""
+        """Create the attempt's child run with our tags and `tags` (MLflow's, run_tags.py); with `recover`,
+        first look for one an earlier engine created."""
         identity = {
             f"{TAG_PREFIX}run_id": run_id,
             f"{TAG_PREFIX}node": node_id,
             f"{TAG_PREFIX}partition": str(partition),
             f"{TAG_PREFIX}attempt": str(attempt),
         }
-        tags = {
+        every_tag = {
+            **(tags or {}),
             "mlflow.parentRunId": parent,
             "mlflow.runName": f"{node_id}-{partition}" + (f"-attempt{attempt}" if attempt > 1 else ""),
             f"{TAG_PREFIX}kind": "task",
@@ -204,7 +214,7 @@ class Tracking:
         if child is None:
             created = self._call(
                 f"create the child run of {node_id}[{partition}]",
-                lambda: self.client.create_run(experiment_id, tags=tags),
+                lambda: self.client.create_run(experiment_id, tags=every_tag),
             )
             child = str(created.info.run_id)
             self.remember_artifact_uri(child, str(created.info.artifact_uri))

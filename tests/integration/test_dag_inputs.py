@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from pathlib import Path
@@ -33,9 +34,25 @@ nodes:
         done.artifact_text(done.view.mlflow_run_id or "", "plan/hello/spec.json", tmp_path / "spec")
     )
     assert spec["commit"] == git_repo.commits["v1"]
-    for child in done.children("hello"):
+    children = done.children("hello")
+    for child in children:
         log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / child.info.run_id)
         assert "hi alpha=0.5" in log  # v1's default greeting; main says "hello"
+    # Tagged as `mlflow run` tags a run of this project, on the parent (the DAG's one project) and each child.
+    standard = {
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.type": "PROJECT",
+        "mlflow.source.name": f"{git_http_server.url}#projects/hello",
+        "mlflow.source.git.repoURL": git_http_server.url,
+        "mlflow.source.git.commit": git_repo.commits["v1"],
+        "mlflow.project.entryPoint": "main",
+        "mlflow.project.env": "local",
+        "mlflow.project.backend": "concurrent",
+    }
+    for run in (done.parent, *children):
+        assert standard.items() <= run.data.tags.items(), run.data.tags
+        assert "mlflow.source.git.branch" not in run.data.tags  # v1 is a tag, not a branch
+    assert [c.data.params["greeting"] for c in children] == ["hi", "hi"]  # the default is logged too
 
 
 def test_uv_environment_is_built_once_and_reused(

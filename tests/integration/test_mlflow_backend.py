@@ -3,6 +3,7 @@ against a real MLflow server, with real worker processes."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -53,6 +54,14 @@ def mlflow_run(
     )
 
 
+def mlflow_source_name(project_dir: Path) -> str:
+    """What `mlflow run -b local` names a local project in `mlflow.source.name` (its git remote and
+    subdirectory when it sits in a clone, else its path)."""
+    from mlflow.tracking._tracking_service.utils import _get_git_url_if_present
+
+    return str(_get_git_url_if_present(str(project_dir)))  # type: ignore[no-untyped-call]
+
+
 def parent_of(stderr: str, client: MlflowClient) -> Any:
     found = re.search(r"\(MLflow run ([0-9a-f]{32})", stderr)
     assert found, stderr
@@ -81,13 +90,22 @@ def test_mlflow_run_fans_a_project_out_over_its_inputs(tracking_env: Path, tmp_p
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mlflow.project.backend"] == "concurrent"
     assert parent.data.tags["mlflow.project.entryPoint"] == "transform"
-    assert parent.data.tags["mlflow.source.name"] == str(TOOLBOX)
-    assert parent.data.params == {"suffix": ".up"}
+    assert parent.data.tags["mlflow.source.name"] == mlflow_source_name(TOOLBOX)
+    assert parent.data.tags["mlflow.source.type"] == "PROJECT"
+    assert parent.data.tags["mlflow.project.env"] == "local"
+    assert parent.data.tags["mlflow.user"] == getpass.getuser()
+    defaults = {"fail_on_partition": "-1", "flaky_marker_dir": "", "sleep": "0", "sleep_once_dir": ""}
+    assert parent.data.params == {"suffix": ".up", **defaults}  # as `-b local` logs them: defaults too
     assert f"Run (ID '{parent.info.run_id}') succeeded" in stderr
     children = children_of(parent, client)
     assert [c.data.tags["concurrent.partition"] for c in children] == ["0", "1", "2"]
     assert {c.info.status for c in children} == {"FINISHED"}
-    assert all(c.data.params["suffix"] == ".up" for c in children)
+    assert all(
+        c.data.params == {"suffix": ".up", **defaults, "partition": p, "partitions": "3"}
+        for c, p in zip(children, "012", strict=True)
+    )
+    for key in ("mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.project.entryPoint"):
+        assert {c.data.tags[key] for c in children} == {parent.data.tags[key]}, key
     assert sum(c.data.metrics["files"] for c in children) == 6
     outputs = [a.path for c in children for a in client.list_artifacts(c.info.run_id, "outputs/text")]
     assert sorted(outputs) == [f"outputs/text/f{i}.txt.up" for i in range(6)]

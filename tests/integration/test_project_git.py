@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from concurrent_mlflow.errors import ProjectError
-from concurrent_mlflow.project import ResolvedProject, resolve_project
+from concurrent_mlflow.project import ResolvedProject, is_branch, resolve_project
 from tests.fixtures.git_server import HELLO_MAIN, GitHttpServer, GitRepo, build_repo, git, serve_git_http
 
 pytestmark = pytest.mark.integration
@@ -70,6 +70,7 @@ def test_resolve_pinned_version(
     assert main.parameters["greeting"].default == greeting
     assert ("beta" in main.parameters) is has_beta
     assert (project.work_dir / "hello.py").is_file()
+    assert is_branch(repo_url + HELLO, version, tmp_path) is (version in ("main", "dev"))  # not a tag or sha
 
 
 def test_projects_of_one_repository_share_its_mirror_and_checkout(git_repo: GitRepo, tmp_path: Path) -> None:

@@ -51,9 +51,13 @@ class PlanFiles:
                 (Path(tmp) / "plan" / node_id).replace(final)
                 self._forget_lines(final)
 
+    def spec(self, run_id: str, parent: str, node_id: str) -> TaskSpec:
+        """A stage's spec (ConcurrentError if neither here nor on the parent run)."""
+        return spec_from_json(json.loads(self._text(run_id, parent, spec_path(node_id))))
+
     def task(self, run_id: str, parent: str, node_id: str, partition: int) -> tuple[TaskSpec, Manifest]:
         """A partition's stage spec and manifest (ConcurrentError if neither here nor on the parent run)."""
-        spec = spec_from_json(json.loads(self._text(run_id, parent, spec_path(node_id))))
+        spec = self.spec(run_id, parent, node_id)
         name, line = manifest_location(node_id, partition, spec)
         if line is None:
             return spec, Manifest.loads(self._text(run_id, parent, name))

@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 
 from concurrent_mlflow.advice import planning_failure
-from concurrent_mlflow.dag import Dag, SourceNode, TaskNode, parse_dag
+from concurrent_mlflow.dag import Dag, ProjectNode, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
 from concurrent_mlflow.engine.plan_files import PlanFiles
 from concurrent_mlflow.engine.planning import Planner
@@ -40,9 +40,10 @@ from concurrent_mlflow.errors import ConcurrentError, DriverLostError, PlanStopp
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.executors.registry import Executors
-from concurrent_mlflow.manifest import InputItem
+from concurrent_mlflow.manifest import InputItem, ProjectSpec
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.policy import ExecutionPolicy
+from concurrent_mlflow.run_tags import run_tags
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.models import utcnow
@@ -277,7 +278,12 @@ class Engine:
         dag = self._dag(run.id)
         experiment_id = self.tracking.experiment_id(dag.experiment or dag.name)
         parent = self.tracking.start_parent(
-            experiment_id, run_id=run.id, dag_name=dag.name, dag_yaml=run.dag_yaml, overrides=run.overrides
+            experiment_id,
+            run_id=run.id,
+            dag_name=dag.name,
+            dag_yaml=run.dag_yaml,
+            overrides=run.overrides,
+            tags=run_tags(run.created_by),
         )
         tx.attach_mlflow(self.store, run.id, mlflow_run_id=parent, experiment_id=experiment_id)
         return reads.run(self.store, run.id)
@@ -513,6 +519,10 @@ class Engine:
         )
         assert run.mlflow_run_id
         self._plans.store(run.id, run.mlflow_run_id, node_id, plan.spec, plan.manifests, should_stop)
+        if isinstance(plan.spec, ProjectSpec) and [n.id for n in dag.nodes if isinstance(n, ProjectNode)] == [
+            node_id
+        ]:  # the DAG run is a run of this one project: its parent says so as `mlflow run`'s own run does
+            self.tracking.set_tags(run.mlflow_run_id, plan.spec.tags)
         return [m.input_bytes() for m in plan.manifests]
 
     def _outputs_of(
@@ -683,8 +693,8 @@ class Engine:
 
     def _create_child(self, run: RunRow, task: TaskRow, attempt_id: int, recover: bool) -> str:
         """The attempt's MLflow child run (found again after a crash with `recover`), recorded on it: one
-        `runs/create` with its tags. The worker logs the parameters, partition ones included, in one batch
-        with the project's (once per child, not by both)."""
+        `runs/create` with its tags, MLflow's standard ones included. The worker logs the parameters,
+        partition ones included, in one batch with the project's (once per child, not by both)."""
         assert run.mlflow_run_id and run.experiment_id
         child = self.tracking.create_child(
             run.experiment_id,
@@ -694,10 +704,22 @@ class Engine:
             partition=task.partition,
             attempt=task.attempts,
             params={},
+            tags={**run_tags(run.created_by), **self._project_tags(run, task.node_id)},
             recover=recover,
         )
         tx.attach_child(self.store, attempt_id, child)
         return child
+
+    def _project_tags(self, run: RunRow, node_id: str) -> dict[str, str]:
+        """MLflow's tags for a run of the node's project, from its planned spec ({} if that is unreadable:
+        the tags are a record, not worth failing the task for)."""
+        assert run.mlflow_run_id
+        try:
+            spec = self._plans.spec(run.id, run.mlflow_run_id, node_id)
+        except (ConcurrentError, OSError, ValueError) as exc:
+            log.warning("%s: the child runs lack the project's MLflow tags: %s", node_id, exc)
+            return {}
+        return dict(spec.tags) if isinstance(spec, ProjectSpec) else {}
 
     def _task_file(self, run: RunRow, task: TaskRow, child: str) -> str | None:
         """What the local worker is handed on stdin, from the engine's copy of the plan; None (the worker

@@ -30,18 +30,20 @@ from mlflow.exceptions import ExecutionException
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
 
-from concurrent_mlflow.dag import Dag
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.mlflow_plugin.request import (
     ProjectRequest,
+    RequestDag,
     absolute,
     build_dag,
     check_clusters,
     read_config,
 )
 from concurrent_mlflow.plan import param_str
+from concurrent_mlflow.project import effective_parameters, is_branch
 from concurrent_mlflow.quick_exit import skip_final_collection
 from concurrent_mlflow.run_id import new_run_id
+from concurrent_mlflow.run_tags import project_tags, run_tags
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.tracking import Tracking, ui_url
 
@@ -83,9 +85,11 @@ class ConcurrentBackend(AbstractBackend):
                 run_name=_cli_option("run_name") if under_cli else None,
             )
             paths = Paths.from_env()  # CONCURRENT_HOME, as the `concurrent` command finds it
-            dag = build_dag(request, config, paths.cache)
-            check_clusters(dag, paths)
-            submitted = ConcurrentSubmittedRun.start(dag, request, tracking, experiment_id, cli=under_cli)
+            built = build_dag(request, config, paths.cache)
+            check_clusters(built.dag, paths)
+            submitted = ConcurrentSubmittedRun.start(
+                built, request, tracking, experiment_id, paths, cli=under_cli
+            )
         except ConcurrentError as exc:
             raise ExecutionException(str(exc)) from exc
         if under_cli:
@@ -108,19 +112,28 @@ class ConcurrentSubmittedRun(SubmittedRun):
 
     @classmethod
     def start(
-        cls, dag: Dag, request: ProjectRequest, tracking: Tracking, experiment_id: str, *, cli: bool
+        cls,
+        built: RequestDag,
+        request: ProjectRequest,
+        tracking: Tracking,
+        experiment_id: str,
+        paths: Paths,
+        *,
+        cli: bool,
     ) -> ConcurrentSubmittedRun:
-        """Create the parent run (tagged as `mlflow run -b local` tags its run), start the driver."""
+        """Create the parent run, tagged and with its parameters (defaults included) as `mlflow run -b
+        local` makes its run, and start the driver."""
+        dag, node = built.dag, built.node
         dag_run_id = new_run_id()
+        branch = is_branch(node.project, node.version, paths.cache)
         tags = {
-            "mlflow.project.backend": "concurrent",
-            "mlflow.source.name": request.project_uri,
-            "mlflow.project.entryPoint": request.entry_point,
+            **run_tags(None),
+            **project_tags(built.project, node.entry_point, dag.env_manager(node), branch=branch),
             **({"mlflow.runName": request.run_name} if request.run_name else {}),
         }
         parent = tracking.create_parent(experiment_id, run_id=dag_run_id, dag_name=dag.name, tags=tags)
         try:
-            tracking.log_params(parent, request.params)
+            tracking.log_params(parent, effective_parameters(built.project, node.entry_point, request.params))
             order = {
                 "dag_yaml": dag.to_yaml(),
                 "base_dir": str(request.base_dir),

@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from concurrent_mlflow.dag import Dag, parse_dag
+from concurrent_mlflow.dag import Dag, ProjectNode, parse_dag
 from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.plan import check_projects
-from concurrent_mlflow.project import is_git_uri
+from concurrent_mlflow.project import ResolvedProject, is_git_uri
 from concurrent_mlflow.settings import Paths
 
 log = logging.getLogger("concurrent_mlflow.mlflow_plugin")
@@ -72,7 +72,16 @@ def read_config(backend_config: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key in CONFIG_KEYS}
 
 
-def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Path) -> Dag:
+@dataclass(frozen=True)
+class RequestDag:
+    """A request as a DAG, with its one project node and that node's project as resolved to check it."""
+
+    dag: Dag
+    node: ProjectNode
+    project: ResolvedProject
+
+
+def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Path) -> RequestDag:
     """The DAG of this request, parsed and its project checked as any DAG's; problems name the request's
     terms (backend config keys, `-P`) rather than DAG fields."""
     document, names = dag_document(request, config)
@@ -82,10 +91,13 @@ def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Pat
         raise DagValidationError([Problem("", f"not JSON-like values: {exc}")], "The backend config") from exc
     try:
         dag = parse_dag(text, REQUEST)
-        check_projects(dag, base_dir=request.base_dir, cache_dir=cache_dir)
+        resolved = check_projects(dag, base_dir=request.base_dir, cache_dir=cache_dir)
     except DagValidationError as exc:
         raise DagValidationError([_in_request_terms(p, names) for p in exc.problems], REQUEST) from exc
-    return dag
+    (node_id, project), *_ = resolved.items()
+    node = dag.node(node_id)
+    assert isinstance(node, ProjectNode)
+    return RequestDag(dag, node, project)
 
 
 def dag_document(request: ProjectRequest, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
