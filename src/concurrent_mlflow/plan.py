@@ -7,6 +7,7 @@ partitions, and pins git projects to a commit so every partition and every retry
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,9 +172,85 @@ def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> dict[str, Re
             Problem(f"{where}.parameters", p) for p in check_parameters(project, node.entry_point, values)
         ]
         problems += _sweep_value_problems(node, project, where)
+        problems += [Problem(f"{where}.env_manager", p) for p in environment_problems(dag, node, project)]
     if problems:
         raise DagValidationError(problems, f"DAG {dag.name!r}")
     return resolved
+
+
+def environment_problems(dag: Dag, node: ProjectNode, project: ResolvedProject) -> list[str]:
+    """What keeps the node's project environment from being built where its tasks run: found now, not in
+    a worker's traceback after the run has started."""
+    local = not dag.placement(node)
+    if project.env_type == "docker":
+        if not local:
+            return [
+                f"project {node.project!r} declares a docker_env; tasks on Kubernetes run in the worker's "
+                "image and cannot use the project's own image yet: use a python_env or conda_env, or run "
+                "this node on this machine with Docker installed"
+            ]
+        if missing := _docker_missing():
+            return [
+                f"project {node.project!r} declares a docker_env, which MLflow runs with Docker here: "
+                f"{missing.strip()} Start or install Docker, or give the project a python_env or conda_env."
+            ]
+        return []
+    if dag.env_manager(node) == "conda" and project.env_type == "python_env":
+        return [
+            "a python_env project cannot be executed using conda (MLflow's rule): use uv, virtualenv or local"
+        ]
+    if local and dag.env_manager(node) == "conda" and (missing := _conda_missing()):
+        return [
+            f"env_manager conda: {missing} Or use the uv env manager (--env-manager uv; in a DAG, "
+            "env_manager: uv), which builds the environment from conda.yaml's python version and pip "
+            "dependencies."
+        ]
+    if local and dag.env_manager(node) == "virtualenv" and (missing := _pyenv_missing()):
+        return [
+            f"env_manager virtualenv installs the project's Python with pyenv: {missing} "
+            "Or use env_manager uv."
+        ]
+    return []
+
+
+def _docker_missing() -> str | None:
+    """MLflow's message when Docker is not installed or its daemon is not running, else None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.projects.docker import validate_docker_installation
+
+    try:
+        validate_docker_installation()  # type: ignore[no-untyped-call]
+    except MlflowException as exc:
+        return str(exc.message)
+    return None
+
+
+def _pyenv_missing() -> str | None:
+    """MLflow's message when the pyenv its virtualenv manager runs is not installed, else None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.virtualenv import _validate_pyenv_is_available
+
+    try:
+        _validate_pyenv_is_available()  # type: ignore[no-untyped-call]
+    except MlflowException as exc:
+        return str(exc.message)
+    return None
+
+
+def _conda_missing() -> str | None:
+    """MLflow's message when the conda it would run is not installed, else None."""
+    from mlflow.environment_variables import MLFLOW_CONDA_HOME
+    from mlflow.utils.conda import get_conda_bin_executable
+
+    conda = str(get_conda_bin_executable("conda"))  # type: ignore[no-untyped-call]
+    if shutil.which(conda) is not None:
+        return None
+    return (
+        f"Could not find Conda executable at {conda}. Ensure Conda is installed as per the instructions at "
+        "https://conda.io/projects/conda/en/latest/user-guide/install/index.html. You can also configure "
+        f"MLflow to look for a specific Conda executable by setting the {MLFLOW_CONDA_HOME.name} environment "
+        "variable to the path of the Conda executable."
+    )
 
 
 def _sweep_value_problems(node: ProjectNode, project: ResolvedProject, where: str) -> list[Problem]:

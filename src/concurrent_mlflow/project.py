@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -148,6 +149,13 @@ def effective_parameters(
     declared = spec.parameters.values() if spec else ()
     defaults = {p.name: p.default for p in declared if p.default is not None}
     return {**defaults, **parameters}
+
+
+def as_logged(parameters: Mapping[str, str]) -> dict[str, str]:
+    """Parameter values as `mlflow run` logs them: shell-quoted, as they are put into the entry point's
+    command (MLflow's `EntryPoint.compute_parameters`), so `hello world` is logged as `'hello world'` and
+    an empty string as `''`; plain numbers, names and paths read as given."""
+    return {key: shlex.quote(value) for key, value in parameters.items()}
 
 
 def check_sweep_values(

@@ -44,8 +44,9 @@ def project_tags(
     tags = {
         mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
         mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT: entry_point,
-        mlflow_tags.MLFLOW_PROJECT_ENV: env_manager,
     }
+    if env_manager != "local" or project.env_type == "docker":  # MLflow tags only an environment it builds
+        tags[mlflow_tags.MLFLOW_PROJECT_ENV] = "docker" if project.env_type == "docker" else env_manager
     if is_git_uri(project.uri):
         repo, _ = split_subdir(project.uri)
         tags[mlflow_tags.MLFLOW_SOURCE_NAME] = without_credentials(project.uri)

@@ -46,7 +46,6 @@ nodes:
         "mlflow.source.git.repoURL": git_http_server.url,
         "mlflow.source.git.commit": git_repo.commits["v1"],
         "mlflow.project.entryPoint": "main",
-        "mlflow.project.env": "local",
         "mlflow.project.backend": "concurrent",
     }
     for run in (done.parent, *children):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,81 @@ def test_many_bad_swept_values_are_summed_up(sample: ResolvedProject, tmp_path: 
     assert found[5] == "nodes.train.sweep.alpha: ... and 94 more values of 'alpha' with such problems"
     assert found[6].startswith("nodes.train.sweep.model: parameter 'model' of entry point 'main'")
     assert "no-scheme" in found[7]
+
+
+# --- environments (plan.check_projects): what cannot be built is refused before the run ---------------------
+
+CONDA_PROJECT = "name: c\nconda_env: conda.yaml\nentry_points:\n  main:\n    command: python -V\n"
+DOCKER_PROJECT = (
+    "name: d\ndocker_env:\n  image: python:3.11\nentry_points:\n  main:\n    command: python -V\n"
+)
+
+
+def env_dag(project: Path, fields: str = "") -> Dag:
+    return parse_dag(f"name: env\nnodes:\n  - {{id: train, kind: project, project: {project}{fields}}}\n")
+
+
+def env_problems(dag: Dag, tmp_path: Path) -> list[str]:
+    try:
+        check_projects(dag, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    except DagValidationError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+@pytest.fixture
+def bare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH with git and Python but no conda, docker or pyenv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "python3"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    for name in ("MLFLOW_CONDA_HOME", "CONDA_EXE", "PYENV_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_conda_without_conda_is_refused_with_mlflows_message(tmp_path: Path, bare_path: None) -> None:
+    project = make_project(tmp_path / "p", CONDA_PROJECT, **{"conda.yaml": "dependencies: [python=3.11]\n"})
+
+    found = env_problems(env_dag(project, ", env_manager: conda"), tmp_path)
+
+    assert len(found) == 1
+    assert found[0].startswith("nodes.train.env_manager: env_manager conda: Could not find Conda executable")
+    assert "MLFLOW_CONDA_HOME" in found[0] and "--env-manager uv" in found[0]
+    assert env_problems(env_dag(project, ", env_manager: uv"), tmp_path) == []  # uv converts conda.yaml
+    assert env_problems(env_dag(project, ", env_manager: conda, cluster: gke"), tmp_path) == []  # in pods
+
+
+def test_a_python_env_project_cannot_use_conda(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "p",
+        "name: p\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: x\n",
+        **{"python_env.yaml": "python: '3.11'\n"},
+    )
+
+    found = env_problems(env_dag(project, ", env_manager: conda"), tmp_path)
+
+    assert found == [
+        "nodes.train.env_manager: a python_env project cannot be executed using conda (MLflow's rule): "
+        "use uv, virtualenv or local"
+    ]
+
+
+def test_docker_env_without_docker_is_refused_up_front(tmp_path: Path, bare_path: None) -> None:
+    project = make_project(tmp_path / "p", DOCKER_PROJECT)
+
+    (found,) = env_problems(env_dag(project), tmp_path)
+
+    assert found.startswith("nodes.train.env_manager: project ")
+    assert "Could not find Docker executable" in found and "python_env or conda_env" in found
+
+
+def test_docker_env_on_kubernetes_is_refused_until_the_projects_image_can_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", DOCKER_PROJECT)
+
+    (found,) = env_problems(env_dag(project, ", cluster: gke"), tmp_path)
+
+    assert "tasks on Kubernetes run in the worker's image" in found

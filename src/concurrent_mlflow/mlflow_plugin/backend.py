@@ -40,7 +40,7 @@ from concurrent_mlflow.mlflow_plugin.request import (
     read_config,
 )
 from concurrent_mlflow.plan import param_str
-from concurrent_mlflow.project import effective_parameters, is_branch
+from concurrent_mlflow.project import as_logged, effective_parameters, is_branch
 from concurrent_mlflow.quick_exit import skip_final_collection
 from concurrent_mlflow.run_id import new_run_id
 from concurrent_mlflow.run_tags import project_tags, run_tags
@@ -133,7 +133,9 @@ class ConcurrentSubmittedRun(SubmittedRun):
         }
         parent = tracking.create_parent(experiment_id, run_id=dag_run_id, dag_name=dag.name, tags=tags)
         try:
-            tracking.log_params(parent, effective_parameters(built.project, node.entry_point, request.params))
+            tracking.log_params(
+                parent, as_logged(effective_parameters(built.project, node.entry_point, request.params))
+            )
             order = {
                 "dag_yaml": dag.to_yaml(),
                 "base_dir": str(request.base_dir),

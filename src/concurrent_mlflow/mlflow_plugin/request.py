@@ -16,7 +16,7 @@ import yaml
 
 from concurrent_mlflow.dag import Dag, ProjectNode, parse_dag
 from concurrent_mlflow.errors import DagValidationError, Problem
-from concurrent_mlflow.plan import check_projects
+from concurrent_mlflow.plan import check_projects, environment_problems
 from concurrent_mlflow.project import ResolvedProject, is_git_uri
 from concurrent_mlflow.settings import Paths
 
@@ -40,6 +40,9 @@ MLFLOW_KEYS = frozenset(
     {"ENV_MANAGER", "SYNCHRONOUS", "DOCKER_ARGS", "STORAGE_DIR", "build_image", "docker_auth"}
 )
 REQUEST = "The `-b concurrent` run request"
+# What `mlflow run` uses for a project's environment when no --env-manager is given (MLflow's
+# `_env_type_to_env_manager`); a project that names no environment runs in this Python, as DAG nodes do.
+MLFLOW_ENV_MANAGERS = {"conda_env": "conda", "python_env": "virtualenv"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,19 @@ def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Pat
     (node_id, project), *_ = resolved.items()
     node = dag.node(node_id)
     assert isinstance(node, ProjectNode)
+    if request.env_manager is None and (chosen := MLFLOW_ENV_MANAGERS.get(project.env_type)):
+        dag, node = _with_env_manager(dag, node, chosen)
+        problems = environment_problems(dag, node, project)
+        if problems:
+            hint = f"(without --env-manager, MLflow runs a {project.env_type} project with {chosen})"
+            raise DagValidationError([Problem("--env-manager", f"{p} {hint}") for p in problems], REQUEST)
     return RequestDag(dag, node, project)
+
+
+def _with_env_manager(dag: Dag, node: ProjectNode, env_manager: str) -> tuple[Dag, ProjectNode]:
+    changed = node.model_copy(update={"env_manager": env_manager})
+    nodes = [changed if n.id == node.id else n for n in dag.nodes]
+    return dag.model_copy(update={"nodes": nodes}), changed
 
 
 def dag_document(request: ProjectRequest, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

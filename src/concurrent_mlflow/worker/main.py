@@ -28,6 +28,7 @@ from concurrent_mlflow import sources, task
 from concurrent_mlflow.errors import ConcurrentError
 from concurrent_mlflow.executors.jobspec import TABLE_CHUNK, table_chunk
 from concurrent_mlflow.manifest import InferenceSpec, Manifest, ProjectSpec, TaskSpec
+from concurrent_mlflow.project import as_logged
 from concurrent_mlflow.taskfile import TaskFile
 from concurrent_mlflow.tracking import (
     OUTPUT_INDEX,
@@ -156,7 +157,7 @@ def run_task(
     # Logged while the entry point runs (one MLflow round trip less on the task's path), awaited before the
     # run ends: a failure to log them still fails the task. An entry point that logs one of these keys itself
     # with another value now races with us; either way MLflow refuses the second value and the task fails.
-    params = {**partition_params(partition, manifest.partitions), **parameters}
+    params = {**partition_params(partition, manifest.partitions), **as_logged(parameters)}
     with ThreadPoolExecutor(1, thread_name_prefix="log-params") as background:
         params_logged = background.submit(tracking.log_params, child, params)
         code = _run_entry_point(tracking, spec, manifest, child, experiment_id, scratch, partition)

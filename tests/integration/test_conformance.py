@@ -1,0 +1,148 @@
+"""`mlflow run -b concurrent` against MLflow's own `-b local` as the oracle: one table of cases, each run
+through the real `mlflow` command with both backends against one real MLflow server, compared on what MLflow
+records and what the command says.
+
+Intended differences, asserted as such rather than skipped:
+- the run's name (`<project>-<entry point> <DAG run id>` instead of a random one) and `mlflow.project.backend`;
+- the run `mlflow run -b concurrent` reports is a parent run: the entry point ran in a child run
+  (`mlflow.parentRunId`) that carries the same tags and parameters plus `partition` and `partitions`;
+- an environment that cannot be built (no conda, no Docker) is refused before any run is created, where
+  `-b local` creates a run first and leaves it RUNNING.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.integration
+
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+PROJECTS = Path(__file__).resolve().parents[1] / "projects"
+# Tags MLflow's local backend sets on the run of a project (mlflow.projects.utils._create_run and the
+# environment it builds); each must read the same on our reported run and on its child.
+STANDARD_TAGS = (
+    "mlflow.user",
+    "mlflow.source.name",
+    "mlflow.source.type",
+    "mlflow.source.git.commit",
+    "mlflow.source.git.repoURL",
+    "mlflow.source.git.branch",
+    "mlflow.project.entryPoint",
+    "mlflow.project.env",
+)
+REPORTED_RUN = re.compile(r"Run \(ID '([0-9a-f]{32})'\)")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    project: str
+    entry_point: str = "main"
+    params: dict[str, str] = field(default_factory=dict)
+    env_manager: str | None = "local"
+    succeeds: bool = True
+    says: str | None = None  # what both commands' output must say (a failure's cause)
+    refused_up_front: bool = False  # we create no run where `-b local` leaves one RUNNING
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    output: str
+    runs: list[Any]  # top-level runs of the case's experiment
+
+
+CASES = [
+    Case("echo", "conformance", "echo"),
+    Case("greeter", "conformance", "greeter", {"name": "Ada"}),
+    Case("greeter-no-name", "conformance", "greeter", {}, succeeds=False, says="name"),
+    Case("line-count", "conformance", "line_count", {"data": str(PROJECTS / "conformance" / "lines.txt")}),
+    Case("sleep", "conformance", "sleep", {"duration": "1"}),
+    Case("exit-with-thread", "conformance", "exit_with_thread", succeeds=False),
+    Case(
+        "conda-without-conda",
+        "conformance_conda",
+        env_manager=None,
+        succeeds=False,
+        says="Could not find Conda executable",
+        refused_up_front=True,
+    ),
+    Case("docker-without-docker", "conformance_docker", succeeds=False, says="docker", refused_up_front=True),
+]
+
+
+def mlflow_run_command(case: Case, backend: str) -> list[str]:
+    experiment = f"{case.name}-{backend}"
+    command = [MLFLOW, "run", str(PROJECTS / case.project), "-e", case.entry_point, "-b", backend]
+    command += ["--experiment-name", experiment]
+    command += [arg for key, value in case.params.items() for arg in ("-P", f"{key}={value}")]
+    command += ["--env-manager", case.env_manager] if case.env_manager else []
+    return command
+
+
+def outcome(
+    case: Case, backend: str, done: subprocess.CompletedProcess[str], client: MlflowClient
+) -> Outcome:
+    found = client.get_experiment_by_name(f"{case.name}-{backend}")
+    runs = client.search_runs([found.experiment_id]) if found else []
+    top_level = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return Outcome(done.returncode, done.stdout + done.stderr, top_level)
+
+
+def standard_tags(run: Any) -> dict[str, str]:
+    return {key: run.data.tags[key] for key in STANDARD_TAGS if key in run.data.tags}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
+    tracking_env: Path, tmp_path: Path, case: Case
+) -> None:
+    client = MlflowClient()
+
+    with ThreadPoolExecutor(2) as both:  # side by side: the suite's time, not a race between them
+        done = both.map(
+            lambda backend: subprocess.run(
+                mlflow_run_command(case, backend), cwd=tmp_path, capture_output=True, text=True, timeout=300
+            ),
+            ("local", "concurrent"),
+        )
+        local, ours = (
+            outcome(case, b, d, client) for b, d in zip(("local", "concurrent"), done, strict=True)
+        )
+
+    assert (local.code == 0, ours.code == 0) == (case.succeeds, case.succeeds), (local.output, ours.output)
+    if case.says:
+        assert case.says.lower() in local.output.lower(), local.output
+        assert case.says.lower() in ours.output.lower(), ours.output
+    if case.refused_up_front:
+        assert [run.info.status for run in local.runs] == ["RUNNING"]  # MLflow's, left behind
+        assert ours.runs == []
+        return
+    assert len(local.runs) == len(ours.runs) <= 1
+    if not local.runs:  # refused before any run by both (a missing required parameter)
+        return
+    (expected,), (reported,) = local.runs, ours.runs
+    found = REPORTED_RUN.search(ours.output)
+    assert found and found.group(1) == reported.info.run_id, ours.output  # the run the command names
+    assert reported.info.status == expected.info.status
+    assert reported.data.params == expected.data.params
+    assert standard_tags(reported) == standard_tags(expected)
+    assert (expected.data.tags["mlflow.project.backend"], reported.data.tags["mlflow.project.backend"]) == (
+        "local",
+        "concurrent",
+    )
+    (child,) = client.search_runs(
+        [reported.info.experiment_id], f"tags.`mlflow.parentRunId` = '{reported.info.run_id}'"
+    )
+    assert child.info.status == expected.info.status
+    assert child.data.params == {**expected.data.params, "partition": "0", "partitions": "1"}
+    assert standard_tags(child) == standard_tags(expected)
