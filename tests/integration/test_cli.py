@@ -62,6 +62,7 @@ edges:
     log_files = list((tracking_env / "logs").rglob("00001-1.log"))
     assert len(log_files) == 1 and "failing on purpose" in log_files[0].read_text()
     assert "concurrent run retry" in result.stderr
+    assert "partition 0 of 2" not in result.stdout  # a stage of several partitions shows only its progress
 
     run_id = re.search(r"Run (\w+) of DAG 'cli-fail'", result.stdout).group(1)  # type: ignore[union-attr]
     listing = concurrent("runs", "list", cwd=tmp_path)
@@ -73,6 +74,30 @@ edges:
     assert cells == ["step", "2", "1", "0", "1"]  # node, partitions, FINISHED, RUNNING, FAILED
     missing = concurrent("runs", "show", "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "No DAG run 'nope'" in missing.stderr
+
+
+def test_a_single_partition_stage_shows_its_output_as_it_runs(tracking_env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "data", {f"f{i}.txt": f"w {i}" for i in range(3)})
+    dag = write_dag(
+        tmp_path,
+        """
+name: cli-output
+nodes:
+  - {id: raw, kind: source, uri: data}
+  - {id: one, kind: project, project: "{toolbox}", entry_point: transform}
+  - {id: many, kind: project, project: "{toolbox}", entry_point: transform, partitions: 3}
+edges:
+  - {from: raw, to: one, input: text}
+  - {from: one, to: many, input: text}
+""",
+    )
+    result = concurrent("run", str(dag), "--no-progress", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "partition 0 of 1: 3 file(s)" in lines  # as the entry point printed it, as `-b local` shows it
+    assert not any("partition 0 of 3" in line for line in lines)
+    assert not any("concurrent.worker" in line for line in lines)  # the worker's bookkeeping stays in the log
 
 
 def failure_rows(output: str) -> list[list[str]]:

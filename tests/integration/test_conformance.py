@@ -39,6 +39,7 @@ STANDARD_TAGS = (
     "mlflow.project.entryPoint",
     "mlflow.project.env",
 )
+LINES = PROJECTS / "conformance" / "lines.txt"
 REPORTED_RUN = re.compile(r"Run \(ID '([0-9a-f]{32})'\)")
 
 
@@ -51,23 +52,25 @@ class Case:
     env_manager: str | None = "local"
     succeeds: bool = True
     says: str | None = None  # what both commands' output must say (a failure's cause)
+    prints: str | None = None  # a line the entry point prints: both show it on stdout
     refused_up_front: bool = False  # we create no run where `-b local` leaves one RUNNING
 
 
 @dataclass(frozen=True)
 class Outcome:
     code: int
-    output: str
+    stdout: str
+    output: str  # stdout and stderr
     runs: list[Any]  # top-level runs of the case's experiment
 
 
 CASES = [
-    Case("echo", "conformance", "echo"),
-    Case("greeter", "conformance", "greeter", {"name": "Ada"}),
+    Case("echo", "conformance", "echo", prints="hello from echo"),
+    Case("greeter", "conformance", "greeter", {"name": "Ada"}, prints="hi Ada"),
     Case("greeter-no-name", "conformance", "greeter", {}, succeeds=False, says="name"),
-    Case("line-count", "conformance", "line_count", {"data": str(PROJECTS / "conformance" / "lines.txt")}),
+    Case("line-count", "conformance", "line_count", {"data": str(LINES)}, prints="3 lines"),
     Case("sleep", "conformance", "sleep", {"duration": "1"}),
-    Case("exit-with-thread", "conformance", "exit_with_thread", succeeds=False),
+    Case("exit-with-thread", "conformance", "exit_with_thread", succeeds=False, prints="failing on purpose"),
     Case(
         "conda-without-conda",
         "conformance_conda",
@@ -95,7 +98,7 @@ def outcome(
     found = client.get_experiment_by_name(f"{case.name}-{backend}")
     runs = client.search_runs([found.experiment_id]) if found else []
     top_level = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
-    return Outcome(done.returncode, done.stdout + done.stderr, top_level)
+    return Outcome(done.returncode, done.stdout, done.stdout + done.stderr, top_level)
 
 
 def standard_tags(run: Any) -> dict[str, str]:
@@ -123,6 +126,9 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     if case.says:
         assert case.says.lower() in local.output.lower(), local.output
         assert case.says.lower() in ours.output.lower(), ours.output
+    if case.prints:  # the entry point's output, on the terminal as it runs
+        assert case.prints in local.stdout.splitlines(), local.output
+        assert case.prints in ours.stdout.splitlines(), ours.output
     if case.refused_up_front:
         assert [run.info.status for run in local.runs] == ["RUNNING"]  # MLflow's, left behind
         assert ours.runs == []

@@ -77,7 +77,7 @@ def children_of(parent: Any, client: MlflowClient) -> list[Any]:
 def test_mlflow_run_fans_a_project_out_over_its_inputs(tracking_env: Path, tmp_path: Path) -> None:
     make_files(tmp_path / "data", {f"f{i}.txt": f"word{i} body\n" for i in range(6)})
     project = os.path.relpath(TOOLBOX, tmp_path)  # relative paths resolve against the current directory
-    config = {"inputs": {"text": "data"}, "partitions": 3, "parallelism": 2}
+    config = {"inputs": {"text": "data"}, "partitions": 3, "parallelism": 2, "output": "all"}
 
     done = mlflow_run(tmp_path, "backend-happy", config, project, "-e", "transform", "-P", "suffix=.up")
 
@@ -97,6 +97,8 @@ def test_mlflow_run_fans_a_project_out_over_its_inputs(tracking_env: Path, tmp_p
     defaults = {"fail_on_partition": "-1", "flaky_marker_dir": "''", "sleep": "0", "sleep_once_dir": "''"}
     assert parent.data.params == {"suffix": ".up", **defaults}  # as `-b local` logs them: defaults too
     assert f"Run (ID '{parent.info.run_id}') succeeded" in stderr
+    for partition in range(3):  # output: all, each line named by its partition
+        assert f"transform[{partition}] partition {partition} of 3: 2 file(s)" in done.stdout.splitlines()
     children = children_of(parent, client)
     assert [c.data.tags["concurrent.partition"] for c in children] == ["0", "1", "2"]
     assert {c.info.status for c in children} == {"FINISHED"}

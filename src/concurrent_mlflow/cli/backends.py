@@ -26,8 +26,9 @@ class RunBackend(Protocol):
     def start(self, dag_file: Path, dag: Dag, overrides: dict[str, str]) -> str: ...
     def retry(self, run_id: str) -> int: ...
     def view(self, run_id: str) -> RunView: ...
-    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
-        """Until the run ends; Ctrl-C cancels it (tasks stopped, runs KILLED) and re-raises."""
+    def wait(self, run_id: str, on_update: Callable[[], None], output: str = "none") -> str:
+        """Until the run ends; Ctrl-C cancels it (tasks stopped, runs KILLED) and re-raises. `output`:
+        which tasks' output to show meanwhile (task_output.py; a server's runs show none)."""
         ...
 
     def cancel(self, run_id: str, reason: str) -> bool: ...
@@ -122,10 +123,12 @@ class LocalRuns:
             raise RunNotFoundError(f"No run {run_id!r} in the store at {self.obj.paths.store_url}.")
         return found
 
-    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
+    def wait(self, run_id: str, on_update: Callable[[], None], output: str = "none") -> str:
         from concurrent_mlflow.engine import orphans
+        from concurrent_mlflow.task_output import OutputFollower
 
-        return orphans.drive(self.engine, run_id, self.me, on_update, report=_report)
+        with OutputFollower(self.store, run_id, output):
+            return orphans.drive(self.engine, run_id, self.me, on_update, report=_report)
 
     def cancel(self, run_id: str, reason: str) -> bool:
         """Ask the run's driver to cancel it; an orphan has none, so it is cancelled here and now."""
@@ -177,7 +180,7 @@ class RemoteRuns:
     def view(self, run_id: str) -> RunView:
         return self.api.run_view(run_id)
 
-    def wait(self, run_id: str, on_update: Callable[[], None]) -> str:
+    def wait(self, run_id: str, on_update: Callable[[], None], output: str = "none") -> str:
         try:
             while (state := self.api.run(run_id)["state"]) not in ENDED:
                 on_update()

@@ -20,6 +20,7 @@ from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
 from concurrent_mlflow.errors import ConcurrentError, NotFoundError
 from concurrent_mlflow.task_log import failure_reason
+from concurrent_mlflow.task_output import OUTPUT_MODES
 
 if TYPE_CHECKING:  # the store is imported by the commands that use it
     from concurrent_mlflow.store.db import Store
@@ -80,21 +81,39 @@ def run() -> None:
     help="Tasks running at once on this machine [default: CPU count; the server's own with --server].",
 )
 @click.option("--progress/--no-progress", default=True, help="Show the live progress display.")
+@click.option(
+    "--output",
+    type=click.Choice(OUTPUT_MODES),
+    default="auto",
+    show_default=True,
+    help="Tasks' output on the terminal as they run: a single-partition stage's (auto), every task's "
+    "prefixed with node[partition] (all), or none. Runs on this machine only.",
+)
 @click.pass_obj
 def run_start(
-    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+    obj: CliContext,
+    dag_file: Path,
+    params: Sequence[str],
+    max_parallel: int | None,
+    progress: bool,
+    output: str,
 ) -> None:
-    start_run(obj, dag_file, params, max_parallel, progress)
+    start_run(obj, dag_file, params, max_parallel, progress, output)
 
 
 def start_run(
-    obj: CliContext, dag_file: Path, params: Sequence[str], max_parallel: int | None, progress: bool
+    obj: CliContext,
+    dag_file: Path,
+    params: Sequence[str],
+    max_parallel: int | None,
+    progress: bool,
+    output: str = "none",
 ) -> str:
     overrides = parse_overrides(params)
     dag = load_with_overrides(dag_file, overrides)
     runs = backend(obj, max_parallel, driving=True)
     run_id = runs.start(dag_file, dag, overrides)
-    _follow(runs, run_id, progress, f"Run {run_id} of DAG {dag.name!r}")
+    _follow(runs, run_id, progress, f"Run {run_id} of DAG {dag.name!r}", output)
     return run_id
 
 
@@ -111,7 +130,7 @@ def run_retry(obj: CliContext, run_id: str, max_parallel: int | None, progress: 
     _follow(runs, run_id, progress, f"Retrying run {run_id} ({reset} partition(s) to redo)")
 
 
-def _follow(runs: RunBackend, run_id: str, progress: bool, title: str) -> None:
+def _follow(runs: RunBackend, run_id: str, progress: bool, title: str, output: str = "none") -> None:
     from concurrent_mlflow.progress import RunProgress
 
     console.print(f"[bold]{title}[/]")
@@ -126,9 +145,9 @@ def _follow(runs: RunBackend, run_id: str, progress: bool, title: str) -> None:
                     announced = _announce_link(runs, run_id, announced)
                     display.update()
 
-                state = runs.wait(run_id, update)
+                state = runs.wait(run_id, update, output)
         else:
-            state = runs.wait(run_id, lambda: None)
+            state = runs.wait(run_id, lambda: None, output)
     except KeyboardInterrupt:
         err.print(
             f"[yellow]Run {run_id} cancelled: running tasks were stopped and marked KILLED in MLflow.[/]"

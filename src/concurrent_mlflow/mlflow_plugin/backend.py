@@ -87,8 +87,9 @@ class ConcurrentBackend(AbstractBackend):
             paths = Paths.from_env()  # CONCURRENT_HOME, as the `concurrent` command finds it
             built = build_dag(request, config, paths.cache)
             check_clusters(built.dag, paths)
+            output = str(config.get("output", "auto"))
             submitted = ConcurrentSubmittedRun.start(
-                built, request, tracking, experiment_id, paths, cli=under_cli
+                built, request, tracking, experiment_id, paths, cli=under_cli, output=output
             )
         except ConcurrentError as exc:
             raise ExecutionException(str(exc)) from exc
@@ -120,6 +121,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
         paths: Paths,
         *,
         cli: bool,
+        output: str,
     ) -> ConcurrentSubmittedRun:
         """Create the parent run, tagged and with its parameters (defaults included) as `mlflow run -b
         local` makes its run, and start the driver."""
@@ -143,6 +145,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
                 "mlflow_run_id": parent,
                 "tracking_uri": tracking.tracking_uri,
                 "cli": cli,
+                "output": output,
             }
             process = _start_driver(order, tracking.tracking_uri)
         except BaseException:

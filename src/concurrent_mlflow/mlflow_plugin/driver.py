@@ -63,6 +63,7 @@ def _drive(order: dict[str, Any], engine: Engine, store: Store) -> int:
     from concurrent_mlflow.dag import parse_dag
     from concurrent_mlflow.engine import orphans, reads
     from concurrent_mlflow.engine.reconcile import new_run
+    from concurrent_mlflow.task_output import OutputFollower
 
     run_id = order["run_id"]
     driver = orphans.this_process("mlflow")
@@ -80,7 +81,8 @@ def _drive(order: dict[str, Any], engine: Engine, store: Store) -> int:
         return _failed_to_start(order, exc)
     error: BaseException | None = None
     try:
-        orphans.drive(engine, run_id, driver)
+        with OutputFollower(store, run_id, order.get("output", "auto")):
+            orphans.drive(engine, run_id, driver)
     except KeyboardInterrupt:
         return 130  # the engine cancelled the run; whoever cancelled it knows
     except Exception as exc:  # the engine cancelled the run first

@@ -19,6 +19,7 @@ from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.plan import check_projects, environment_problems
 from concurrent_mlflow.project import ResolvedProject, is_git_uri
 from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.task_output import OUTPUT_MODES
 
 log = logging.getLogger("concurrent_mlflow.mlflow_plugin")
 
@@ -34,7 +35,7 @@ NODE_KEYS = (
     "node_selector",
     "tolerations",
 )
-CONFIG_KEYS = (*NODE_KEYS, "inputs")
+CONFIG_KEYS = (*NODE_KEYS, "inputs", "output")  # output: which tasks' output the terminal shows
 # Keys MLflow adds to every backend config (mlflow.projects._run); of these only ENV_MANAGER matters here.
 MLFLOW_KEYS = frozenset(
     {"ENV_MANAGER", "SYNCHRONOUS", "DOCKER_ARGS", "STORAGE_DIR", "build_image", "docker_auth"}
@@ -72,6 +73,12 @@ def read_config(backend_config: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in config.items():
         if key in ("DOCKER_ARGS", "build_image", "docker_auth") and value:
             log.warning("the concurrent backend runs no docker command: %s is ignored", key)
+    output = config.get("output", "auto")
+    if output not in OUTPUT_MODES:
+        modes = ", ".join(OUTPUT_MODES)
+        raise DagValidationError(
+            [Problem("output", f"must be one of {modes}, got {output!r}")], "The backend config"
+        )
     return {key: value for key, value in config.items() if key in CONFIG_KEYS}
 
 

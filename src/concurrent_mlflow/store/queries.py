@@ -46,6 +46,32 @@ class RunView:
     stages: list[StageView]
 
 
+@dataclass(frozen=True)
+class AttemptLog:
+    node_id: str
+    partition: int
+    attempt: int
+    log_path: str
+    partitions: int | None  # of its stage
+
+
+def attempt_logs(store: Store, run_id: str, after_id: int = 0) -> list[tuple[int, AttemptLog]]:
+    """The run's attempts that have a log file on this machine, with ids above `after_id`, oldest first."""
+    query = (
+        select(AttemptRow.id, TaskRow.node_id, TaskRow.partition, AttemptRow.number, AttemptRow.log_path)
+        .add_columns(StageRow.partitions)
+        .join(TaskRow, AttemptRow.task_id == TaskRow.id)
+        .join(StageRow, TaskRow.stage_id == StageRow.id)
+        .where(TaskRow.run_id == run_id, AttemptRow.id > after_id, AttemptRow.log_path.is_not(None))
+        .order_by(AttemptRow.id)
+    )
+    with store.transaction() as session:
+        return [
+            (attempt_id, AttemptLog(node, partition, number, str(path), partitions))
+            for attempt_id, node, partition, number, path, partitions in session.execute(query)
+        ]
+
+
 def run_view(store: Store, run_id: str) -> RunView | None:
     with store.transaction() as session:
         run = session.get(RunRow, run_id)
