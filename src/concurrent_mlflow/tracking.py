@@ -13,12 +13,13 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import mlflow.artifacts
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -32,6 +33,7 @@ OUTPUT_INDEX = "concurrent/outputs.json"
 LOG_PATH = "logs"
 TASK_LOG = f"{LOG_PATH}/task.log"  # an attempt's log, saved in its child run when the attempt ends
 MAX_PARAM_LENGTH = 6000
+METRICS_PER_BATCH = 1000  # MLflow's most per log_batch
 MANIFEST_FILE_BYTES = 1 << 20
 ARTIFACT_URIS_KEPT = 4096
 T = TypeVar("T")
@@ -177,6 +179,36 @@ class Tracking:
                 lambda: self.client.search_runs([parent.info.experiment_id], query, max_results=50_000),
             )
         )
+
+    def finished_children(self, experiment_id: str, parent: str) -> list[Any]:
+        """The parent's task runs that FINISHED (every attempt's), with their latest metrics."""
+        query = (
+            f"tags.`mlflow.parentRunId` = '{parent}' and tags.`{TAG_PREFIX}kind` = 'task' "
+            "and attributes.status = 'FINISHED'"
+        )
+        return list(
+            self._call(
+                "search the finished child runs",
+                lambda: self.client.search_runs([experiment_id], query, max_results=50_000),
+            )
+        )
+
+    def metric_history(self, mlflow_run_id: str, key: str) -> list[Metric]:
+        return list(
+            self._call(
+                f"read the history of metric {key!r} of run {mlflow_run_id}",
+                lambda: self.client.get_metric_history(mlflow_run_id, key),
+            )
+        )
+
+    def log_metrics(self, mlflow_run_id: str, metrics: Sequence[Metric]) -> None:
+        """Any number of metrics, in batches of MLflow's largest size."""
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            chunk = list(metrics[start : start + METRICS_PER_BATCH])
+            self._call(
+                f"log metrics to run {mlflow_run_id}",
+                partial(self.client.log_batch, mlflow_run_id, metrics=chunk, synchronous=True),
+            )
 
     def get_run(self, mlflow_run_id: str) -> Any:
         return self._call(f"read run {mlflow_run_id}", lambda: self.client.get_run(mlflow_run_id))

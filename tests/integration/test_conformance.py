@@ -5,13 +5,15 @@ records and what the command says.
 Intended differences, asserted as such rather than skipped:
 - the run's name (`<project>-<entry point> <DAG run id>` instead of a random one) and `mlflow.project.backend`;
 - the run `mlflow run -b concurrent` reports is a parent run: the entry point ran in a child run
-  (`mlflow.parentRunId`) that carries the same tags and parameters plus `partition` and `partitions`;
+  (`mlflow.parentRunId`) that carries the same tags, parameters and metrics plus the parameters `partition`
+  and `partitions`; the reported run gets the metrics too, with their history, once the run ends;
 - an environment that cannot be built (no conda, no Docker) is refused before any run is created, where
   `-b local` creates a run first and leaves it RUNNING.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -70,6 +72,8 @@ CASES = [
     Case("greeter-no-name", "conformance", "greeter", {}, succeeds=False, says="name"),
     Case("line-count", "conformance", "line_count", {"data": str(LINES)}, prints="3 lines"),
     Case("sleep", "conformance", "sleep", {"duration": "1"}),
+    Case("metric", "conformance", "metric", {"value": "0.5"}, prints="logged score"),
+    Case("metric-in-own-run", "conformance", "metric", {"own_run": "yes"}, prints="logged score"),
     Case("exit-with-thread", "conformance", "exit_with_thread", succeeds=False, prints="failing on purpose"),
     Case(
         "conda-without-conda",
@@ -101,6 +105,10 @@ def outcome(
     return Outcome(done.returncode, done.stdout, done.stdout + done.stderr, top_level)
 
 
+def history(client: MlflowClient, run: Any, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+
+
 def standard_tags(run: Any) -> dict[str, str]:
     return {key: run.data.tags[key] for key in STANDARD_TAGS if key in run.data.tags}
 
@@ -110,11 +118,22 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     tracking_env: Path, tmp_path: Path, case: Case
 ) -> None:
     client = MlflowClient()
+    # As a user with this virtualenv activated runs them: `python` in an entry point is this one (-b local
+    # runs it from PATH; our worker puts its own interpreter first).
+    activated = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
 
     with ThreadPoolExecutor(2) as both:  # side by side: the suite's time, not a race between them
         done = both.map(
             lambda backend: subprocess.run(
-                mlflow_run_command(case, backend), cwd=tmp_path, capture_output=True, text=True, timeout=300
+                mlflow_run_command(case, backend),
+                cwd=tmp_path,
+                env=activated,
+                capture_output=True,
+                text=True,
+                timeout=300,
             ),
             ("local", "concurrent"),
         )
@@ -142,6 +161,9 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     assert reported.info.status == expected.info.status
     assert reported.data.params == expected.data.params
     assert standard_tags(reported) == standard_tags(expected)
+    assert reported.data.metrics == expected.data.metrics  # the entry point's, on the run users look at
+    for key in expected.data.metrics:
+        assert history(client, reported, key) == history(client, expected, key)
     assert (expected.data.tags["mlflow.project.backend"], reported.data.tags["mlflow.project.backend"]) == (
         "local",
         "concurrent",
@@ -152,3 +174,4 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     assert child.info.status == expected.info.status
     assert child.data.params == {**expected.data.params, "partition": "0", "partitions": "1"}
     assert standard_tags(child) == standard_tags(expected)
+    assert child.data.metrics == expected.data.metrics

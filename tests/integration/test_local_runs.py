@@ -103,6 +103,17 @@ nodes:
         assert child.data.metrics["score"] == pytest.approx(params["alpha"] * 10)
         assert float(child.data.params["alpha"]) == params["alpha"]  # the combination is logged as params
     assert combos == {(a, b) for a in (0.1, 0.5, 2.0) for b in ("x", "y")}
+    # The parent, the run users open, sums the sweep up: each metric's range and which combination won.
+    parent = done.parent
+    assert parent.data.metrics == pytest.approx(
+        {"score/min": 1.0, "score/max": 20.0, "score/mean": 8.0 + 2 / 3}
+    )
+    by_run = {child.info.run_id: child for child in children}
+    for way, alpha in (("min", "0.1"), ("max", "2")):
+        best = parent.data.tags[f"best/score/{way}"]
+        assert best.startswith(f"alpha={alpha} beta="), best
+        winner = by_run[best.rsplit("run ", 1)[1].rstrip(")")]
+        assert winner.data.params["alpha"] == alpha and f"beta={winner.data.params['beta']}" in best
 
 
 def test_key_partitioner_groups_files_by_upstream_metadata(run_dag: RunDag, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem, ProjectSpec
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.policy import ExecutionPolicy
+from concurrent_mlflow.run_summary import summarize
 from concurrent_mlflow.run_tags import run_tags
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
 from concurrent_mlflow.store import transitions as tx
@@ -767,10 +768,19 @@ class Engine:
         self._plans.forget(run_id)  # a `run retry` reads what it needs back from the parent run
         run = reads.run(self.store, run_id)
         if run.mlflow_run_id:
+            self._summarize(run, {s.node_id: s.partitions or 0 for s in stages})
             self.tracking.terminate(
                 run.mlflow_run_id, "FINISHED" if state == RunState.SUCCEEDED else "FAILED"
             )
         return True
+
+    def _summarize(self, run: RunRow, partitions: Mapping[str, int]) -> None:
+        """The children's metrics on the parent run (run_summary.py); a failure only costs the summary."""
+        assert run.mlflow_run_id and run.experiment_id
+        try:
+            summarize(self.tracking, run.mlflow_run_id, run.experiment_id, self._dag(run.id), partitions)
+        except ConcurrentError as exc:
+            log.warning("run %s: its children's metrics are not on its parent run: %s", run.id, exc)
 
     # -- cached reads -----------------------------------------------------------------------------------
     def _dag(self, run_id: str) -> Dag:
