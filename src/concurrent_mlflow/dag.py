@@ -140,6 +140,11 @@ class ProjectNode(_TaskNode):
         description=f"Parameter grid: one partition per combination, at most {MAX_SWEEP_COMBINATIONS:,}.",
     )
     env_manager: Literal["local", "uv", "virtualenv", "conda"] | None = None
+    extra_parameters: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="A parameter the entry point does not declare: refused (catches typos), or passed on as "
+        "`--name value` and logged, as `mlflow run` does.",
+    )
 
 
 class InferenceNode(_TaskNode):

@@ -168,9 +168,14 @@ def check_projects(dag: Dag, *, base_dir: Path, cache_dir: Path) -> dict[str, Re
         resolved[node.id] = project
         values = {k: param_str(v) for k, v in node.parameters.items()}
         values.update({k: param_str(v[0]) for k, v in node.sweep.items() if v})
-        problems += [
-            Problem(f"{where}.parameters", p) for p in check_parameters(project, node.entry_point, values)
-        ]
+        checked = check_parameters(
+            project,
+            node.entry_point,
+            values,
+            extra_allowed=node.extra_parameters == "allow",
+            base_dir=None if dag.placement(node) else base_dir,
+        )
+        problems += [Problem(f"{where}.parameters", p) for p in checked]
         problems += _sweep_value_problems(node, project, where)
         problems += [Problem(f"{where}.env_manager", p) for p in environment_problems(dag, node, project)]
     if problems:

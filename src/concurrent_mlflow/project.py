@@ -20,6 +20,7 @@ files, by MLflow itself for the rest), so we accept exactly what `mlflow run` ac
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import hashlib
 import os
@@ -119,19 +120,30 @@ def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir:
 
 
 def check_parameters(
-    project: ResolvedProject, entry_point: str, parameters: Mapping[str, object]
+    project: ResolvedProject,
+    entry_point: str,
+    parameters: Mapping[str, object],
+    *,
+    extra_allowed: bool = False,
+    base_dir: Path | None = None,
 ) -> list[str]:
-    """Problems with running `entry_point` of `project` with `parameters`, one sentence each; [] if none."""
+    """Problems with running `entry_point` of `project` with `parameters`, one sentence each; [] if none.
+    `extra_allowed`: undeclared parameters are passed on (as `mlflow run` does) rather than refused.
+    `base_dir`: the tasks run on this machine, where a local `path` parameter must name something that
+    exists (relative to this directory), as `mlflow run` checks before the run."""
     spec = project.entry_points.get(entry_point)
     if spec is None:
         # MLflow runs an existing .py/.sh file as an entry point, passing each parameter as `--name value`.
         return (
             [] if _is_script(project.work_dir, entry_point) else [_unknown_entry_point(project, entry_point)]
         )
-    problems = [_unknown_parameter(spec, name) for name in parameters if name not in spec.parameters]
+    unknown = [name for name in parameters if name not in spec.parameters]
+    problems = [] if extra_allowed else [_unknown_parameter(spec, name) for name in unknown]
     for param in spec.parameters.values():
         if param.name in parameters:
             problems += _value_problems(spec, param, parameters[param.name])
+            if base_dir is not None and param.type == "path" and not problems:
+                problems += _missing_path(spec, param, str(parameters[param.name]), base_dir)
         elif param.default is None:
             problems.append(
                 f"entry point {spec.name!r} needs parameter {param.name!r} ({param.type}, no default in the "
@@ -442,10 +454,39 @@ def _unknown_entry_point(project: ResolvedProject, entry_point: str) -> str:
 
 def _unknown_parameter(spec: EntryPointSpec, name: str) -> str:
     known = ", ".join(sorted(spec.parameters)) or "none"
+    nearest = nearest_parameter(spec, name)
     return (
-        f"entry point {spec.name!r} has no parameter {name!r} (known: {known}); MLflow would pass it on as "
-        f"an extra `--{name}` argument, but it is rejected here to catch typos: declare it in the MLproject"
+        f"entry point {spec.name!r} has no parameter {name!r}{nearest} (known: {known}); MLflow would pass "
+        f"it on as an extra `--{name}` argument, but it is rejected here to catch typos: declare it in the "
+        "MLproject, or set `extra_parameters: allow` on the node"
     )
+
+
+def nearest_parameter(spec: EntryPointSpec, name: str) -> str:
+    """`; did you mean 'alpha'?` when a declared parameter is spelled nearly like `name`, else ``."""
+    close = difflib.get_close_matches(name, list(spec.parameters), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def local_path(value: str, base_dir: Path) -> Path | None:
+    """Where a `path` parameter's value is on this machine (relative values against `base_dir`), or None
+    for a URI MLflow downloads (`s3://`, `runs:/`, ...)."""
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if len(parsed.scheme) > 1:  # one letter: a Windows drive, a path
+        return None
+    return base_dir / Path(value).expanduser()
+
+
+def _missing_path(spec: EntryPointSpec, param: ParameterSpec, value: str, base_dir: Path) -> list[str]:
+    path = local_path(value, base_dir)
+    if path is None or path.exists():
+        return []
+    return [
+        f"parameter {param.name!r} of entry point {spec.name!r} (MLproject type path) is {value!r}, but "
+        f"{path} does not exist (relative paths start at {base_dir})"
+    ]
 
 
 def _value_problems(spec: EntryPointSpec, param: ParameterSpec, value: object) -> list[str]:

@@ -7,8 +7,9 @@ Intended differences, asserted as such rather than skipped:
 - the run `mlflow run -b concurrent` reports is a parent run: the entry point ran in a child run
   (`mlflow.parentRunId`) that carries the same tags, parameters and metrics plus the parameters `partition`
   and `partitions`; the reported run gets the metrics too, with their history, once the run ends;
-- an environment that cannot be built (no conda, no Docker) is refused before any run is created, where
-  `-b local` creates a run first and leaves it RUNNING.
+- an environment that cannot be built (no conda, no Docker) or a `path` parameter naming nothing is refused
+  before any run is created, where `-b local` creates a run first (and leaves it RUNNING or FAILED);
+- an undeclared parameter is passed on and logged by both; we also warn, naming the nearest declared one.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ STANDARD_TAGS = (
     "mlflow.project.entryPoint",
     "mlflow.project.env",
 )
-LINES = PROJECTS / "conformance" / "lines.txt"
 REPORTED_RUN = re.compile(r"Run \(ID '([0-9a-f]{32})'\)")
 
 
@@ -70,7 +70,23 @@ CASES = [
     Case("echo", "conformance", "echo", prints="hello from echo"),
     Case("greeter", "conformance", "greeter", {"name": "Ada"}, prints="hi Ada"),
     Case("greeter-no-name", "conformance", "greeter", {}, succeeds=False, says="name"),
-    Case("line-count", "conformance", "line_count", {"data": str(LINES)}, prints="3 lines"),
+    Case(
+        "greeter-extra-parameter",
+        "conformance",
+        "greeter",
+        {"name": "Ada", "excitement": "3"},
+        prints="hi Ada!!!",
+    ),
+    Case("line-count", "conformance", "line_count", {"data": "lines.txt"}, prints="3 lines"),  # in the cwd
+    Case(
+        "line-count-missing-file",
+        "conformance",
+        "line_count",
+        {"data": "missing.txt"},
+        succeeds=False,
+        says="missing.txt",
+        refused_up_front=True,
+    ),
     Case("sleep", "conformance", "sleep", {"duration": "1"}),
     Case("metric", "conformance", "metric", {"value": "0.5"}, prints="logged score"),
     Case("metric-in-own-run", "conformance", "metric", {"own_run": "yes"}, prints="logged score"),
@@ -118,6 +134,7 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     tracking_env: Path, tmp_path: Path, case: Case
 ) -> None:
     client = MlflowClient()
+    (tmp_path / "lines.txt").write_text("a\nb\nc\n")  # a `path` parameter's file, in the caller's directory
     # As a user with this virtualenv activated runs them: `python` in an entry point is this one (-b local
     # runs it from PATH; our worker puts its own interpreter first).
     activated = {
@@ -149,7 +166,7 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
         assert case.prints in local.stdout.splitlines(), local.output
         assert case.prints in ours.stdout.splitlines(), ours.output
     if case.refused_up_front:
-        assert [run.info.status for run in local.runs] == ["RUNNING"]  # MLflow's, left behind
+        assert len(local.runs) == 1  # MLflow's, created before it found out (left RUNNING or FAILED)
         assert ours.runs == []
         return
     assert len(local.runs) == len(ours.runs) <= 1

@@ -149,7 +149,11 @@ def test_a_failing_partition_fails_mlflow_run_and_says_what_failed(
 @pytest.mark.parametrize(
     ("config", "args", "message"),
     [
-        ({}, ("-P", "alpah=1", "-P", "alpha=0.5"), "-P: entry point 'echo_params' has no parameter 'alpah'"),
+        (
+            {},
+            ("-P", "alpha=fast"),
+            "-P: parameter 'alpha' of entry point 'echo_params' must be a number",
+        ),
         (
             {"partitions": 2, "paralelism": 2},
             ("-P", "alpha=0.5"),
@@ -159,7 +163,7 @@ def test_a_failing_partition_fails_mlflow_run_and_says_what_failed(
         ({"cluster": "nowhere"}, ("-P", "alpha=0.5"), "cluster: no cluster named 'nowhere' is registered"),
         ({"inputs": {"text": "no-such-dir"}}, ("-P", "alpha=0.5"), "no-such-dir does not exist"),
     ],
-    ids=["unknown-parameter", "unknown-key", "bad-partitions", "unknown-cluster", "missing-input"],
+    ids=["bad-float", "unknown-key", "bad-partitions", "unknown-cluster", "missing-input"],
 )
 def test_a_bad_request_is_refused_before_anything_runs(
     tracking_env: Path, tmp_path: Path, config: dict[str, Any], args: tuple[str, ...], message: str

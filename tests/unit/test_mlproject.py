@@ -61,7 +61,10 @@ def agree(directory: Path) -> mlproject.Project | None:
 
 @pytest.mark.parametrize("project", SHIPPED, ids=lambda p: p.name)
 def test_the_shipped_projects_are_read_without_mlflow_as_mlflow_reads_them(project: Path) -> None:
-    assert agree(project) is not None
+    if "docker_env" in (project / "MLproject").read_text():
+        assert agree(project) is None  # MLflow's alone to read (and our conformance test's to run)
+    else:
+        assert agree(project) is not None
 
 
 @pytest.mark.parametrize("text", DOCUMENTS)

@@ -246,6 +246,27 @@ def test_unknown_parameter_is_rejected_to_catch_typos(sample: ResolvedProject) -
     assert "entry point 'main' has no parameter 'greting'" in problem
     assert "known: alpha, data, flag, greeting, model, ratio" in problem
     assert "extra `--greting` argument" in problem and "rejected here to catch typos" in problem
+    assert "did you mean 'greeting'?" in problem and "extra_parameters: allow" in problem
+    assert check_parameters(sample, "main", {"alpha": 1, "greting": "yo"}, extra_allowed=True) == []
+
+
+def test_a_local_path_parameter_must_exist_where_the_tasks_run(
+    sample: ResolvedProject, tmp_path: Path
+) -> None:
+    (tmp_path / "rows.csv").write_text("a\n")
+    here = {"base_dir": tmp_path}
+
+    assert check_parameters(sample, "main", {"alpha": 1, "data": "rows.csv"}, **here) == []
+    assert check_parameters(sample, "main", {"alpha": 1, "data": f"file://{tmp_path}/rows.csv"}, **here) == []
+    assert (
+        check_parameters(sample, "main", {"alpha": 1, "data": "s3://bucket/rows.csv"}, **here) == []
+    )  # fetched
+    [problem] = check_parameters(sample, "main", {"alpha": 1, "data": "rows.tsv"}, **here)
+    assert problem == (
+        f"parameter 'data' of entry point 'main' (MLproject type path) is 'rows.tsv', but {tmp_path}/rows.tsv "
+        f"does not exist (relative paths start at {tmp_path})"
+    )
+    assert check_parameters(sample, "main", {"alpha": 1, "data": "rows.tsv"}) == []  # tasks run elsewhere
 
 
 def test_missing_required_parameter(sample: ResolvedProject) -> None:

@@ -17,7 +17,7 @@ import yaml
 from concurrent_mlflow.dag import Dag, ProjectNode, parse_dag
 from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.plan import check_projects, environment_problems
-from concurrent_mlflow.project import ResolvedProject, is_git_uri
+from concurrent_mlflow.project import ResolvedProject, is_git_uri, nearest_parameter
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.task_output import OUTPUT_MODES
 
@@ -107,6 +107,7 @@ def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Pat
     (node_id, project), *_ = resolved.items()
     node = dag.node(node_id)
     assert isinstance(node, ProjectNode)
+    _warn_undeclared(project, request)
     if request.env_manager is None and (chosen := MLFLOW_ENV_MANAGERS.get(project.env_type)):
         dag, node = _with_env_manager(dag, node, chosen)
         problems = environment_problems(dag, node, project)
@@ -114,6 +115,25 @@ def build_dag(request: ProjectRequest, config: Mapping[str, Any], cache_dir: Pat
             hint = f"(without --env-manager, MLflow runs a {project.env_type} project with {chosen})"
             raise DagValidationError([Problem("--env-manager", f"{p} {hint}") for p in problems], REQUEST)
     return RequestDag(dag, node, project)
+
+
+def _warn_undeclared(project: ResolvedProject, request: ProjectRequest) -> None:
+    """MLflow passes an undeclared -P on as `--name value` and logs it; so do we, saying so, since it is
+    more often a typo than a wish."""
+    spec = project.entry_points.get(request.entry_point)
+    if spec is None:  # a script entry point declares nothing: every parameter is passed on
+        return
+    for name in sorted(set(request.params) - set(spec.parameters)):
+        log.warning(
+            "-P %s: entry point %r declares no parameter %r%s; it is passed on as `--%s %s`, as `mlflow run` "
+            "does",
+            name,
+            request.entry_point,
+            name,
+            nearest_parameter(spec, name),
+            name,
+            request.params[name],
+        )
 
 
 def _with_env_manager(dag: Dag, node: ProjectNode, env_manager: str) -> tuple[Dag, ProjectNode]:
@@ -132,6 +152,7 @@ def dag_document(request: ProjectRequest, config: Mapping[str, Any]) -> tuple[di
         "project": request.project_uri,
         "entry_point": request.entry_point,
         "parameters": request.params,
+        "extra_parameters": "allow",  # as `mlflow run` passes an undeclared -P on (with a warning, below)
         **({"version": request.version} if request.version is not None else {}),
         **({"env_manager": request.env_manager} if request.env_manager else {}),
         **{key: config[key] for key in NODE_KEYS if key in config},

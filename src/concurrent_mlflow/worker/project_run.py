@@ -54,6 +54,8 @@ def run_project(
     os.environ.setdefault("MLFLOW_ENV_ROOT", str(cache_dir / "envs"))  # built once, reused by every task
     if experiment_id is None:
         experiment_id = tracking.get_run(child).info.experiment_id
+    if Path(spec.base_dir).is_dir():  # MLflow reads a relative `path` parameter from the current directory:
+        os.chdir(spec.base_dir)  # the caller's (`mlflow run`) or the DAG file's, not the fork server's
     log.info(
         "running %s entry point %r with %s (env manager: %s)",
         project.work_dir,
