@@ -44,9 +44,10 @@ class Store:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (runs show, the API) never block the engine
-    # Under WAL, NORMAL syncs at checkpoints instead of at every commit (1.4 ms each here, several per task): a
-    # crashed process loses nothing and the file never corrupts; a power cut may lose the last transitions,
-    # which the restarted engine reconciles as after any engine death (a Job made but not recorded is adopted).
+    # Under WAL, NORMAL syncs at checkpoints instead of at every commit (1.4 ms each here, several per
+    # task): a crashed process loses nothing and the file never corrupts; a power cut may lose the last
+    # transitions, which the restarted engine reconciles as after any engine death (a Job made but not
+    # recorded is adopted).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
