@@ -23,7 +23,6 @@ from concurrent_mlflow.project import (
     check_sweep_values,
     effective_parameters,
     is_branch,
-    is_git_uri,
     resolve_project,
 )
 
@@ -137,9 +136,9 @@ def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir
 
     project = resolve_project(node.project, node.version, base_dir=base_dir, cache_dir=cache_dir)
     env_manager = dag.env_manager(node)
-    branch = is_branch(node.project, node.version, cache_dir)
+    branch = is_branch(project, cache_dir)
     return ProjectSpec(
-        project=node.project if is_git_uri(node.project) else str(project.work_dir),
+        project=project.uri if project.commit else str(project.work_dir),  # pinned: workers check it out
         commit=project.commit,
         base_dir=str(base_dir),
         entry_point=node.entry_point,

@@ -72,7 +72,7 @@ class ResolvedProject:
     uri: str
     version: str | None
     commit: str | None
-    """Full commit sha of a git project; None for a local directory."""
+    """Full commit sha of a git project (or of a local clone given a version); None for a local directory."""
     work_dir: Path
     """The directory holding the MLproject file (the URI's `#subdir` applied)."""
     name: str | None
@@ -110,13 +110,28 @@ def local_project_path(uri: str, base_dir: Path) -> Path | None:
 
 
 def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir: Path) -> ResolvedProject:
-    """Make the project at `uri` (git, or a path relative to `base_dir`) available locally and read it."""
+    """Make the project at `uri` (git, or a path relative to `base_dir`) available locally and read it.
+
+    A local directory with a `version` must be a git repository (a clone): that version is checked out
+    into the cache as for any git project, never in the user's work tree (`mlflow run` checks it out there,
+    detaching its HEAD). Its URI is then made absolute, so every worker finds the same repository."""
     if is_git_uri(uri):
         commit, work_dir = _resolve_git(uri, version, cache_dir)
+    elif version is not None:
+        repo, subdir = _local_repository(uri, version, base_dir)
+        uri = str(repo) + (f"#{subdir}" if subdir else "")
+        commit, work_dir = _resolve_git(f"{repo.as_uri()}#{subdir}", version, cache_dir)
     else:
-        commit, work_dir = None, _resolve_local(uri, version, base_dir)
+        commit, work_dir = None, _resolve_local(uri, base_dir)
     name, entry_points, env_type = _read_mlproject(work_dir)
     return ResolvedProject(uri, version, commit, work_dir, name, entry_points, env_type)
+
+
+def git_repository_of(project: ResolvedProject) -> str | None:
+    """The repository a git-pinned project was checked out from (its mirror's key), else None."""
+    if is_git_uri(project.uri):
+        return split_subdir(project.uri)[0]
+    return Path(split_subdir(project.uri)[0]).as_uri() if project.commit else None
 
 
 def check_parameters(
@@ -191,14 +206,25 @@ def check_sweep_values(
 # --- local directories -------------------------------------------------------------------------------------
 
 
-def _resolve_local(uri: str, version: str | None, base_dir: Path) -> Path:
-    if version is not None:
+def _resolve_local(uri: str, base_dir: Path) -> Path:
+    """A local directory as it is now (uncommitted changes included), `#subdir` applied."""
+    path_part, subdir = split_subdir(uri)
+    root = _local_directory(path_part, uri, base_dir)
+    if not subdir:
+        return root
+    if ".." in PurePosixPath(subdir).parts:
+        raise ProjectError(f"subdirectory {subdir!r} of project {uri!r} must stay inside {root}")
+    work_dir = (root / subdir).resolve()
+    if not work_dir.is_dir() or not work_dir.is_relative_to(root):
         raise ProjectError(
-            f"project {uri!r} is a local path but has version {version!r}; version is only meaningful for "
-            "git projects: remove it, or give a git URI such as https://host/repo.git#subdir"
+            f"project {uri!r} has no subdirectory {subdir!r} inside {root}; fix the '#{subdir}' part"
         )
+    return work_dir
+
+
+def _local_directory(path_part: str, uri: str, base_dir: Path) -> Path:
     try:
-        named = local_project_path(uri, base_dir)
+        named = local_project_path(path_part, base_dir)
         assert named is not None
         path = named.resolve()
         is_dir = path.is_dir()
@@ -209,6 +235,26 @@ def _resolve_local(uri: str, version: str | None, base_dir: Path) -> Path:
             f"project directory {path} does not exist (project {uri!r}, relative to {base_dir})"
         )
     return path
+
+
+def _local_repository(uri: str, version: str, base_dir: Path) -> tuple[Path, str]:
+    """The git repository a local project with a `version` names, and the `#subdir` within it."""
+    path_part, subdir = split_subdir(uri)
+    repo = _local_directory(path_part, uri, base_dir)
+    bare = _run_git(["-C", str(repo), "rev-parse", "--is-bare-repository"])
+    if bare.returncode != 0:
+        raise ProjectError(
+            f"project {uri!r} has version {version!r}, but {repo} is not in a git repository, so it has no "
+            "versions: remove `version` to run the directory as it is, or name a git repository (a local "
+            "clone, `path/to/clone#subdir`, or a URI such as https://host/repo.git#subdir)"
+        )
+    if bare.stdout.strip() == "true":
+        return repo, subdir
+    top = Path(
+        _git(["-C", str(repo), "rev-parse", "--show-toplevel"], failure=f"cannot read {repo}").strip()
+    ).resolve()
+    inner = repo.relative_to(top).as_posix() if repo != top else ""  # a directory inside a clone
+    return top, "/".join(part for part in (inner, subdir) if part)
 
 
 # --- git repositories --------------------------------------------------------------------------------------
@@ -238,12 +284,14 @@ def _fetch_checkout(repo: str, version: str | None, cache_dir: Path) -> Path:
         return _materialise(git_dir, sha, cache_dir / "checkouts")
 
 
-def is_branch(uri: str, version: str | None, cache_dir: Path) -> bool:
-    """True if `version` names a branch of git project `uri` (as its mirror here last saw it), not a tag
-    or commit: MLflow tags a run with the branch only then."""
-    if not version or not is_git_uri(uri) or _is_full_sha(version):
+def is_branch(project: ResolvedProject, cache_dir: Path) -> bool:
+    """True if the project's `version` names a branch of its git repository (as its mirror here last saw
+    it), not a tag or commit: MLflow tags a run with the branch only then."""
+    repo = git_repository_of(project)
+    version = project.version
+    if not version or repo is None or _is_full_sha(version):
         return False
-    git_dir = _mirror_dir(split_subdir(uri)[0], cache_dir)
+    git_dir = _mirror_dir(repo, cache_dir)
     found = _run_git(["--git-dir", str(git_dir), "show-ref", "--verify", "--quiet", f"refs/heads/{version}"])
     return found.returncode == 0
 

@@ -53,24 +53,27 @@ def project_tags(
         tags[mlflow_tags.MLFLOW_GIT_REPO_URL] = without_credentials(repo)
         if project.commit:
             tags[mlflow_tags.MLFLOW_GIT_COMMIT] = project.commit
-        if branch and project.version:
-            tags[mlflow_tags.MLFLOW_GIT_BRANCH] = project.version
-        return tags
-    tags.update(_local_source_tags(project.work_dir))
+    else:  # a local directory, or a local clone checked out at `version` into the cache
+        repo, subdir = split_subdir(project.uri)
+        tags.update(_local_source_tags(Path(repo) / subdir if project.commit else project.work_dir))
+        if project.commit:
+            tags[mlflow_tags.MLFLOW_GIT_COMMIT] = project.commit
+    if branch and project.version:
+        tags[mlflow_tags.MLFLOW_GIT_BRANCH] = project.version
     return tags
 
 
-def _local_source_tags(work_dir: Path) -> dict[str, str]:
+def _local_source_tags(directory: Path) -> dict[str, str]:
     """A local directory: as MLflow names it (`repo URL#subdir` inside a git work tree that has a remote,
     else the path), with the commit its work tree is at, if any (uncommitted changes are not recorded)."""
     from mlflow.tracking._tracking_service.utils import _get_git_url_if_present
     from mlflow.utils.git_utils import get_git_commit, get_git_repo_url
 
-    source = _get_git_url_if_present(str(work_dir))  # type: ignore[no-untyped-call]
+    source = _get_git_url_if_present(str(directory))  # type: ignore[no-untyped-call]
     tags = {mlflow_tags.MLFLOW_SOURCE_NAME: str(source)}
-    if commit := get_git_commit(str(work_dir)):
+    if commit := get_git_commit(str(directory)):
         tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
-    if repo_url := get_git_repo_url(str(work_dir)):
+    if repo_url := get_git_repo_url(str(directory)):
         tags[mlflow_tags.MLFLOW_GIT_REPO_URL] = repo_url
     return tags
 

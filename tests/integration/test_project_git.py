@@ -70,7 +70,7 @@ def test_resolve_pinned_version(
     assert main.parameters["greeting"].default == greeting
     assert ("beta" in main.parameters) is has_beta
     assert (project.work_dir / "hello.py").is_file()
-    assert is_branch(repo_url + HELLO, version, tmp_path) is (version in ("main", "dev"))  # not a tag or sha
+    assert is_branch(project, tmp_path) is (version in ("main", "dev"))  # not a tag or a commit
 
 
 def test_projects_of_one_repository_share_its_mirror_and_checkout(git_repo: GitRepo, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from concurrent_mlflow.project import (
     ParameterSpec,
     ResolvedProject,
     check_parameters,
+    is_branch,
     is_git_uri,
     resolve_project,
     split_subdir,
@@ -149,10 +151,68 @@ def test_unparsable_mlproject(tmp_path: Path, mlproject: str, message: str) -> N
         resolve_local("p", tmp_path)
 
 
-def test_version_on_a_local_path_is_an_error(tmp_path: Path) -> None:
+def test_a_version_of_a_directory_outside_git_says_which_forms_have_versions(tmp_path: Path) -> None:
     make_project(tmp_path / "p")
-    with pytest.raises(ProjectError, match="version is only meaningful for git projects"):
+    with pytest.raises(ProjectError) as caught:
         resolve_local("p", tmp_path, version="main")
+    message = str(caught.value)
+    assert "is not in a git repository, so it has no versions: remove `version`" in message
+    assert "`path/to/clone#subdir`" in message and "https://host/repo.git#subdir" in message
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> dict[str, str]:
+    """A user's clone: tag v1 says `hi`, main says `hello`, and the work tree has an uncommitted edit."""
+    repo = tmp_path / "clone"
+    make_project(repo / "projects" / "p", MLPROJECT)
+    git(repo, "init", "-q", "-b", "main")
+    commit = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam"]
+    git(repo, "add", ".")
+    git(repo, *commit, "v1")
+    git(repo, "tag", "v1")
+    (repo / "projects" / "p" / "MLproject").write_text(MLPROJECT.replace('default: "hi"', 'default: "hello"'))
+    git(repo, *commit, "main")
+    (repo / "projects" / "p" / "notes.txt").write_text("work in progress\n")
+    return {"v1": git(repo, "rev-parse", "v1"), "main": git(repo, "rev-parse", "main")}
+
+
+@pytest.mark.parametrize("uri", ["clone#projects/p", "clone/projects/p", "clone/projects#p"])
+def test_a_local_clone_at_a_version_is_checked_out_in_the_cache_not_in_the_users_tree(
+    tmp_path: Path, clone: dict[str, str], uri: str
+) -> None:
+    project = resolve_local(uri, tmp_path, version="v1")
+
+    assert project.commit == clone["v1"]
+    assert project.work_dir == tmp_path / "cache" / "checkouts" / clone["v1"] / "projects" / "p"
+    assert project.entry_points["main"].parameters["greeting"].default == "hi"  # v1's, not the tree's
+    assert project.uri == f"{tmp_path / 'clone'}#projects/p"  # absolute: every worker finds it
+    user_tree = tmp_path / "clone"
+    assert git(user_tree, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # not detached, unlike mlflow run
+    assert git(user_tree, "status", "--porcelain") == "?? projects/p/notes.txt"  # the edit is untouched
+    assert is_branch(project, tmp_path / "cache") is False  # v1 is a tag
+    assert is_branch(resolve_local(uri, tmp_path, version="main"), tmp_path / "cache") is True
+    again = resolve_project(
+        project.uri, project.commit, base_dir=tmp_path / "elsewhere", cache_dir=tmp_path / "cache"
+    )
+    assert again.work_dir == project.work_dir  # as a worker resolves the planned (uri, sha)
+
+
+def test_a_local_directory_with_a_subdir_and_no_version_is_used_as_it_is(
+    tmp_path: Path, clone: dict[str, str]
+) -> None:
+    project = resolve_local("clone#projects/p", tmp_path)
+
+    assert (project.commit, project.work_dir) == (None, tmp_path / "clone" / "projects" / "p")
+    assert project.entry_points["main"].parameters["greeting"].default == "hello"  # the tree as it is
+    with pytest.raises(ProjectError, match="must stay inside"):
+        resolve_local("clone#../clone/projects/p", tmp_path)
+    with pytest.raises(ProjectError, match="has no subdirectory 'projects/q'"):
+        resolve_local("clone#projects/q", tmp_path)
 
 
 @pytest.mark.parametrize(

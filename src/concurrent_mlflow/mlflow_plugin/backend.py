@@ -127,7 +127,7 @@ class ConcurrentSubmittedRun(SubmittedRun):
         local` makes its run, and start the driver."""
         dag, node = built.dag, built.node
         dag_run_id = new_run_id()
-        branch = is_branch(node.project, node.version, paths.cache)
+        branch = is_branch(built.project, paths.cache)
         tags = {
             **run_tags(None),
             **project_tags(built.project, node.entry_point, dag.env_manager(node), branch=branch),
