@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow.artifacts
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -253,6 +254,12 @@ def test_demo_runs_the_bundled_dag_end_to_end(tracking_env: Path, tmp_path: Path
     tasks = client.search_runs([experiment.experiment_id], "tags.`concurrent.kind` = 'task'")
     nodes = sorted(r.data.tags["concurrent.node"] for r in tasks)
     assert nodes == ["ingest", "ingest", "preprocess", "preprocess", "report", "score", "score"]
+    model_dir = mlflow.artifacts.download_artifacts(
+        "models:/concurrent-demo-anomaly/latest", dst_path=str(tmp_path / "m")
+    )
+    requirements = (Path(model_dir) / "requirements.txt").read_text()
+    names = sorted(line.split("==")[0] for line in requirements.splitlines() if line.strip())
+    assert names == ["mlflow", "scikit-learn"]  # what the model needs, not the repository's dependencies
 
 
 @pytest.mark.parametrize(

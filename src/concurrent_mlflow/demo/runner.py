@@ -78,7 +78,13 @@ def train_and_register(tracking_uri: str) -> str:
     with mlflow.start_run(run_name="train anomaly model"):
         mlflow.log_metric("train_accuracy", float(model.score(features, labels)))
         info = mlflow.sklearn.log_model(
-            model, name="model", input_example=features.head(3), registered_model_name=MODEL_NAME
+            model,
+            name="model",
+            input_example=features.head(3),
+            registered_model_name=MODEL_NAME,
+            # What the model needs (MLflow adds itself), not what the directory it was trained in needs:
+            # inferring them, MLflow would find our uv project and list all of its dependencies.
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
         )
     return str(info.registered_model_version)
 
