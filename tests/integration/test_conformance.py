@@ -9,7 +9,9 @@ Intended differences, asserted as such rather than skipped:
   and `partitions`; the reported run gets the metrics too, with their history, once the run ends;
 - an environment that cannot be built (no conda, no Docker) or a `path` parameter naming nothing is refused
   before any run is created, where `-b local` creates a run first (and leaves it RUNNING or FAILED);
-- an undeclared parameter is passed on and logged by both; we also warn, naming the nearest declared one.
+- an undeclared parameter is passed on and logged by both; we also warn, naming the nearest declared one;
+- `SubmittedRun.cancel()`: our run ends KILLED; the local backend kills its process, reports FAILED, and may
+  leave the MLflow run RUNNING.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlflow.projects
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -192,3 +195,56 @@ def test_mlflow_run_with_our_backend_records_what_the_local_backend_records(
     assert child.data.params == {**expected.data.params, "partition": "0", "partitions": "1"}
     assert standard_tags(child) == standard_tags(expected)
     assert child.data.metrics == expected.data.metrics
+
+
+def submit(backend: str, experiment_id: str, entry_point: str, **params: str) -> Any:
+    return mlflow.projects.run(
+        str(PROJECTS / "conformance"),
+        entry_point,
+        parameters=params,
+        experiment_id=experiment_id,
+        backend=backend,
+        env_manager="local",
+        synchronous=False,
+    )
+
+
+def test_the_python_api_behaves_as_with_the_local_backend(
+    tracking_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlflow.projects.run(..., synchronous=False)` and the SubmittedRun it returns: wait, get_status, cancel."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    client = MlflowClient()
+    seen: dict[str, dict[str, Any]] = {}
+    for backend in ("local", "concurrent"):
+        experiment_id = client.create_experiment(f"api-{backend}")
+
+        greeter = submit(backend, experiment_id, "greeter", name="Ada")
+        failing = submit(backend, experiment_id, "exit_with_thread")
+        slow = submit(backend, experiment_id, "sleep", duration="120")
+        seen[backend] = {"status at submit": greeter.get_status()}
+        slow.cancel()
+        seen[backend].update(
+            {
+                "greeter waits": greeter.wait(),
+                "greeter ends": greeter.get_status(),
+                "greeter params": client.get_run(greeter.run_id).data.params,
+                "failing waits": failing.wait(),
+                "failing ends": failing.get_status(),
+                "cancelled ends": slow.get_status(),
+                "cancelled run": client.get_run(slow.run_id).info.status,
+            }
+        )
+
+    # Intended difference: a cancelled run ends KILLED with us; MLflow's local backend kills its process,
+    # reports FAILED and may leave the run RUNNING in MLflow (it did here, cancelled right after submit).
+    local, ours = seen["local"], seen["concurrent"]
+    assert (ours.pop("cancelled ends"), ours.pop("cancelled run")) == ("KILLED", "KILLED")
+    assert local.pop("cancelled ends") == "FAILED" and local.pop("cancelled run") in ("RUNNING", "KILLED")
+    assert ours == local
+    assert (local["status at submit"], local["greeter ends"], local["failing ends"]) == (
+        "RUNNING",
+        "FINISHED",
+        "FAILED",
+    )
