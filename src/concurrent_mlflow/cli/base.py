@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
 
 from concurrent_mlflow.cli.lazy import LazyGroup
 from concurrent_mlflow.errors import ConcurrentError
@@ -15,10 +14,38 @@ from concurrent_mlflow.quick_exit import skip_final_collection
 from concurrent_mlflow.settings import Paths
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from concurrent_mlflow.client import ApiClient
 
-console = Console(stderr=False, highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """rich's Console, made on first use: importing rich.console (~50 ms here, its emoji table alone 13)
+    is most of what `dag validate` would otherwise spend beyond parsing."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Console:  # rich's Progress and Live hold their console as a context
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._made().__exit__(*exc)
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False)
+        return self._console
+
+
+console = cast("Console", _LazyConsole(stderr=False))
+err = cast("Console", _LazyConsole(stderr=True))
 
 
 class CliContext:

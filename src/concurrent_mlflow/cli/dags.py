@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from concurrent_mlflow.cli.base import CliContext, console, err
+from concurrent_mlflow.cli.base import CliContext, err
 from concurrent_mlflow.dag import json_schema, load_dag
 
 
@@ -31,10 +31,8 @@ def dag_validate(obj: CliContext, dag_file: Path, projects: bool) -> None:
     loaded = load_dag(dag_file)
     if projects:
         check_projects(loaded, base_dir=dag_file.resolve().parent, cache_dir=obj.paths.cache)
-    console.print(
-        f"[green]{dag_file}: DAG {loaded.name!r} is valid[/] ({len(loaded.nodes)} nodes, "
-        f"{len(loaded.edges)} edges)"
-    )
+    valid = click.style(f"{dag_file}: DAG {loaded.name!r} is valid", fg="green")  # rich not needed here
+    click.echo(f"{valid} ({len(loaded.nodes)} nodes, {len(loaded.edges)} edges)")
 
 
 @dag.command("schema")
