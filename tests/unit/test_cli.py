@@ -24,6 +24,14 @@ def test_run_help_shows_the_options_of_running_a_dag() -> None:
         assert option in result.output
 
 
+def test_a_bad_output_mode_is_a_usage_error_naming_the_modes(tmp_path: Path) -> None:
+    dag = tmp_path / "dag.yaml"
+    dag.write_text("name: d\nnodes:\n  - {id: a, kind: project, project: p}\n")
+    result = CliRunner().invoke(main, ["run", str(dag), "--output", "first:zero"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--output'" in result.output and "first:N must be a positive" in result.output
+
+
 def test_dag_schema_prints_the_shipped_schema() -> None:
     result = CliRunner().invoke(main, ["dag", "schema"])
     assert result.exit_code == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from concurrent_mlflow.store.queries import AttemptLog
-from concurrent_mlflow.task_output import READ_BYTES, LogTail, OutputFollower
+from concurrent_mlflow.task_output import READ_BYTES, LogTail, OutputFollower, parse_output_mode
 
 
 def tail_of(path: Path, *, prefix: bool = False) -> LogTail:
@@ -65,6 +65,31 @@ def test_a_flood_is_read_a_chunk_per_look_and_all_of_it_at_the_end(tmp_path: Pat
     assert set(first + rest) == {line.decode()}
 
 
-def test_an_unknown_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="auto, all, none"):
-        OutputFollower(None, "r", "everything")  # type: ignore[arg-type]
+@pytest.mark.parametrize("mode", ["everything", "first:0", "first:-3", "first:x", "all:5", ""])
+def test_an_unknown_mode_is_refused(mode: str) -> None:
+    with pytest.raises(ValueError, match="output"):
+        OutputFollower(None, "r", mode)  # type: ignore[arg-type]
+
+
+def test_modes_and_their_line_limits() -> None:
+    assert [parse_output_mode(m) for m in ("auto", "all", "none", "first", "first:3")] == [
+        ("auto", None),
+        ("all", None),
+        ("none", None),
+        ("first", 10),
+        ("first", 3),
+    ]
+
+
+def test_first_n_shows_n_lines_then_where_the_rest_is_and_stops_reading(tmp_path: Path) -> None:
+    log = tmp_path / "task.log"
+    log.write_text("".join(f"line {i}\n" for i in range(3)))
+    tail = LogTail(AttemptLog("train", 2, 1, str(log), 4), prefix=True, limit=4)
+
+    assert tail.read(final=False) == ["train[2] line 0\n", "train[2] line 1\n", "train[2] line 2\n"]
+    with log.open("a") as out:
+        out.write("line 3\nline 4\nline 5\n")
+    assert tail.read(final=False) == ["train[2] line 3\n", f"train[2] ... (the rest is in {log})\n"]
+    with log.open("a") as out:
+        out.write("line 6\n")
+    assert tail.read(final=True) == []

@@ -20,7 +20,7 @@ from concurrent_mlflow.cli.base import CliContext, console, err, run_url
 from concurrent_mlflow.dag import parse_overrides
 from concurrent_mlflow.errors import ConcurrentError, NotFoundError
 from concurrent_mlflow.task_log import failure_reason
-from concurrent_mlflow.task_output import OUTPUT_MODES
+from concurrent_mlflow.task_output import parse_output_mode
 
 if TYPE_CHECKING:  # the store is imported by the commands that use it
     from concurrent_mlflow.store.db import Store
@@ -64,6 +64,14 @@ def run() -> None:
     """
 
 
+def _output_mode(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_output_mode(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 @run.command("start", hidden=True)
 @click.argument("dag_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -83,11 +91,12 @@ def run() -> None:
 @click.option("--progress/--no-progress", default=True, help="Show the live progress display.")
 @click.option(
     "--output",
-    type=click.Choice(OUTPUT_MODES),
     default="auto",
     show_default=True,
+    callback=_output_mode,
     help="Tasks' output on the terminal as they run: a single-partition stage's (auto), every task's "
-    "prefixed with node[partition] (all), or none. Runs on this machine only.",
+    "prefixed with node[partition] (all), the first N lines of each (first, first:N; N=10), or none. "
+    "Runs on this machine only.",
 )
 @click.pass_obj
 def run_start(

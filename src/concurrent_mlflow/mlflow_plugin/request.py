@@ -19,7 +19,7 @@ from concurrent_mlflow.errors import DagValidationError, Problem
 from concurrent_mlflow.plan import check_projects, environment_problems
 from concurrent_mlflow.project import ResolvedProject, is_git_uri, nearest_parameter
 from concurrent_mlflow.settings import Paths
-from concurrent_mlflow.task_output import OUTPUT_MODES
+from concurrent_mlflow.task_output import parse_output_mode
 
 log = logging.getLogger("concurrent_mlflow.mlflow_plugin")
 
@@ -73,12 +73,10 @@ def read_config(backend_config: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in config.items():
         if key in ("DOCKER_ARGS", "build_image", "docker_auth") and value:
             log.warning("the concurrent backend runs no docker command: %s is ignored", key)
-    output = config.get("output", "auto")
-    if output not in OUTPUT_MODES:
-        modes = ", ".join(OUTPUT_MODES)
-        raise DagValidationError(
-            [Problem("output", f"must be one of {modes}, got {output!r}")], "The backend config"
-        )
+    try:
+        parse_output_mode(str(config.get("output", "auto")))
+    except ValueError as exc:
+        raise DagValidationError([Problem("output", str(exc))], "The backend config") from exc
     return {key: value for key, value in config.items() if key in CONFIG_KEYS}
 
 
