@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from concurrent_mlflow import partition, sources
 from concurrent_mlflow.dag import Dag, InferenceNode, ProjectNode, SourceNode
 from concurrent_mlflow.errors import ConcurrentError, DagValidationError, Problem
@@ -209,6 +211,13 @@ def environment_problems(dag: Dag, node: ProjectNode, project: ResolvedProject) 
             "env_manager: uv), which builds the environment from conda.yaml's python version and pip "
             "dependencies."
         ]
+    converting = dag.env_manager(node) in ("uv", "virtualenv") and project.env_type == "conda_env"
+    if converting and (dropped := _conda_only(project)):
+        return [
+            f"env_manager {dag.env_manager(node)} builds a virtualenv from conda.yaml's python version and "
+            f"its `pip:` list; its conda packages {', '.join(map(repr, dropped))} would not be installed "
+            "(MLflow drops them): list them under `pip:` if PyPI has them, or use env_manager conda"
+        ]
     if local and dag.env_manager(node) == "virtualenv" and (missing := _pyenv_missing()):
         return [
             f"env_manager virtualenv installs the project's Python with pyenv: {missing} "
@@ -227,6 +236,25 @@ def _docker_missing() -> str | None:
     except MlflowException as exc:
         return str(exc.message)
     return None
+
+
+def _conda_only(project: ResolvedProject) -> list[str]:
+    """The conda dependencies MLflow's conversion to a virtualenv leaves out: all but python, pip,
+    setuptools and wheel (its `_CONDA_DEPENDENCY_REGEX`) and the `pip:` list."""
+    from mlflow.utils.environment import _CONDA_DEPENDENCY_REGEX
+
+    if project.env_file is None:
+        return []
+    try:
+        document = yaml.safe_load(project.env_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # MLflow reports an unreadable file when it builds the environment
+    dependencies = document.get("dependencies") if isinstance(document, dict) else None
+    return [
+        dependency
+        for dependency in dependencies or []
+        if isinstance(dependency, str) and not _CONDA_DEPENDENCY_REGEX.match(dependency.replace(" ", ""))
+    ]
 
 
 def _pyenv_missing() -> str | None:

@@ -443,6 +443,19 @@ def test_conda_without_conda_is_refused_with_mlflows_message(tmp_path: Path, bar
     assert env_problems(env_dag(project, ", env_manager: conda, cluster: gke"), tmp_path) == []  # in pods
 
 
+def test_converting_conda_yaml_for_uv_names_the_conda_packages_it_would_drop(tmp_path: Path) -> None:
+    conda_yaml = "dependencies:\n  - python=3.11\n  - pip\n  - numpy=1.26\n  - conda-forge::cudatoolkit\n  - pip: [pyyaml]\n"
+    project = make_project(tmp_path / "p", CONDA_PROJECT, **{"conda.yaml": conda_yaml})
+
+    (found,) = env_problems(env_dag(project, ", env_manager: uv"), tmp_path)
+
+    assert found.startswith("nodes.train.env_manager: env_manager uv builds a virtualenv from conda.yaml's")
+    assert "conda packages 'numpy=1.26', 'conda-forge::cudatoolkit' would not be installed" in found
+    assert "list them under `pip:`" in found and "or use env_manager conda" in found
+    (project / "conda.yaml").write_text("dependencies:\n  - python=3.11\n  - pip\n  - pip: [numpy==1.26]\n")
+    assert env_problems(env_dag(project, ", env_manager: virtualenv, cluster: gke"), tmp_path) == []
+
+
 def test_a_python_env_project_cannot_use_conda(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "p",
