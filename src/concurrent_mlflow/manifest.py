@@ -101,6 +101,7 @@ class ProjectSpec:
     env_manager: str
     manifests_per_file: int | None = None  # how the stored plan packs manifests (None: one per file)
     tags: dict[str, str] = field(default_factory=dict)  # MLflow's tags of a run of this project (run_tags.py)
+    image: str | None = None  # a docker_env project's image: its tasks on Kubernetes run in it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,4 +151,5 @@ def spec_from_json(data: dict[str, Any]) -> TaskSpec:
         env_manager=str(data["env_manager"]),
         manifests_per_file=per_file,
         tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+        image=None if data.get("image") is None else str(data["image"]),
     )

@@ -51,6 +51,7 @@ class Project:
     entry_points: dict[Any, EntryPoint]
     env_type: str | None
     env_config_path: str | None
+    docker_image: Any = None  # a docker_env's `image` (only MLflow's loader reads docker_env projects)
 
 
 def load_plain(directory: Path) -> Project | None:
@@ -84,7 +85,8 @@ def from_mlflow(directory: Path) -> Project:
         )
         for name, ep in dict(spec._entry_points).items()
     }
-    return Project(spec.name, entry_points, spec.env_type, spec.env_config_path)
+    docker_image = (spec.docker_env or {}).get("image")
+    return Project(spec.name, entry_points, spec.env_type, spec.env_config_path, docker_image)
 
 
 def uri_problem(name: str, value: str) -> str | None:

@@ -81,6 +81,8 @@ class ResolvedProject:
     """`python_env`, `conda_env`, `docker` or `none` (the MLproject names no environment)."""
     env_file: Path | None = None
     """The python_env or conda_env file, when the MLproject names one."""
+    docker_image: str | None = None
+    """A docker_env project's image."""
 
 
 def is_git_uri(uri: str) -> bool:
@@ -125,8 +127,8 @@ def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir:
         commit, work_dir = _resolve_git(f"{repo.as_uri()}#{subdir}", version, cache_dir)
     else:
         commit, work_dir = None, _resolve_local(uri, base_dir)
-    name, entry_points, env_type, env_file = _read_mlproject(work_dir)
-    return ResolvedProject(uri, version, commit, work_dir, name, entry_points, env_type, env_file)
+    name, entry_points, env_type, env_file, image = _read_mlproject(work_dir)
+    return ResolvedProject(uri, version, commit, work_dir, name, entry_points, env_type, env_file, image)
 
 
 def git_repository_of(project: ResolvedProject) -> str | None:
@@ -438,7 +440,9 @@ def _listing(names: list[str]) -> str:
 # --- MLproject files ---------------------------------------------------------------------------------------
 
 
-def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpec], str, Path | None]:
+def _read_mlproject(
+    work_dir: Path,
+) -> tuple[str | None, dict[str, EntryPointSpec], str, Path | None, str | None]:
     try:
         found = any(p.name.lower() == "mlproject" and p.is_file() for p in work_dir.iterdir())
     except OSError as exc:
@@ -449,7 +453,8 @@ def _read_mlproject(work_dir: Path) -> tuple[str | None, dict[str, EntryPointSpe
     entry_points = {str(name): _entry_point(ep, work_dir) for name, ep in spec.entry_points.items()}
     name = None if spec.name is None else str(spec.name)
     env_file = Path(spec.env_config_path) if spec.env_config_path else None
-    return name, entry_points, _env_type(spec), env_file
+    image = str(spec.docker_image) if spec.docker_image else None
+    return name, entry_points, _env_type(spec), env_file, image
 
 
 def _load_with_mlflow(work_dir: Path) -> mlproject.Project:

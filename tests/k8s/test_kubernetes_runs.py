@@ -368,3 +368,26 @@ def test_an_engine_that_dies_while_handing_a_stage_over_is_taken_over_without_du
     upper = MlflowClient().search_runs([view.experiment_id], query)
     assert sorted(r.data.tags["concurrent.partition"] for r in upper) == ["0", "1", "2"]  # one child each
     assert {r.info.status for r in upper} == {"FINISHED"}
+
+
+def test_a_docker_env_project_runs_in_its_own_image(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    register(tracking_env, "testbed-a", testbed)
+    project = Path(__file__).resolve().parents[1] / "projects" / "conformance_docker"
+
+    done = run_dag(
+        f"name: in-image\nnodes:\n  - {{id: answer, kind: project, project: '{project}', partitions: 2, "
+        "cluster: testbed-a}\n"
+    )
+
+    assert done.state == "succeeded", done.view
+    (job,) = jobs(testbed, done.run_id)
+    (container,) = job.spec.template.spec.containers
+    assert container.image == "python:3.11-slim"  # the MLproject's docker_env image, not the worker's
+    assert {e.name: e.value for e in container.env}["CONCURRENT_PROJECT_IMAGE"] == "python:3.11-slim"
+    children = done.children("answer")
+    assert {c.data.tags["mlflow.project.env"] for c in children} == {"docker"}
+    for child in children:
+        log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / child.info.run_id)
+        assert "in this pod, the project's image" in log and "\n42\n" in log

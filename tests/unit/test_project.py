@@ -480,9 +480,10 @@ def test_docker_env_without_docker_is_refused_up_front(tmp_path: Path, bare_path
     assert "Could not find Docker executable" in found and "python_env or conda_env" in found
 
 
-def test_docker_env_on_kubernetes_is_refused_until_the_projects_image_can_run(tmp_path: Path) -> None:
+def test_docker_env_on_kubernetes_runs_in_the_projects_image_without_docker_here(
+    tmp_path: Path, bare_path: None
+) -> None:
     project = make_project(tmp_path / "p", DOCKER_PROJECT)
 
-    (found,) = env_problems(env_dag(project, ", cluster: gke"), tmp_path)
-
-    assert "tasks on Kubernetes run in the worker's image" in found
+    assert env_problems(env_dag(project, ", cluster: gke"), tmp_path) == []
+    assert resolve_local(project, tmp_path).docker_image == "python:3.11"

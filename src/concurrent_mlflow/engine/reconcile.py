@@ -38,6 +38,7 @@ from concurrent_mlflow.engine.plan_files import PlanFiles
 from concurrent_mlflow.engine.planning import Planner
 from concurrent_mlflow.errors import ConcurrentError, DriverLostError, PlanStopped
 from concurrent_mlflow.executors.base import Executor, Observation, TaskLaunch
+from concurrent_mlflow.executors.jobspec import PROJECT_IMAGE_ENV
 from concurrent_mlflow.executors.kubernetes import KubernetesExecutor, StageLaunch, StageTask
 from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem, ProjectSpec
@@ -606,6 +607,7 @@ class Engine:
         assert run.mlflow_run_id and run.experiment_id
         dag = self._dag(run.id)
         node = self._task_node(run.id, items[0][0])
+        image = self._project_image(run, node_id)
         items = sorted(items, key=lambda item: item[0].partition)  # Job names depend on the order
         by_partition = {task.partition: (task, aid) for task, aid, _ in items}
         children: dict[int, str] = {task.partition: child for task, _, child in items if child}
@@ -630,12 +632,13 @@ class Engine:
             parallelism=dag.parallelism(node) or len(items),
             retries=dag.retries(node),
             timeout=dag.timeout(node),
-            env=self._task_env(run, remote=True),
+            env={**self._task_env(run, remote=True), **({PROJECT_IMAGE_ENV: image} if image else {})},
             cpu=node.resources.cpu if node.resources else None,
             memory=node.resources.memory if node.resources else None,
             gpu=node.resources.gpu if node.resources else None,
             node_selector=node.node_selector,
             tolerations=[t.model_dump(by_alias=True, exclude_none=True) for t in node.tolerations],
+            image=image,
         )
         if self.kubernetes is None:
             raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
@@ -710,6 +713,12 @@ class Engine:
         )
         tx.attach_child(self.store, attempt_id, child)
         return child
+
+    def _project_image(self, run: RunRow, node_id: str) -> str | None:
+        """A docker_env project's image, which its pods run in; None: the cluster's worker image."""
+        assert run.mlflow_run_id
+        spec = self._plans.spec(run.id, run.mlflow_run_id, node_id)
+        return spec.image if isinstance(spec, ProjectSpec) else None
 
     def _project_tags(self, run: RunRow, node_id: str) -> dict[str, str]:
         """MLflow's tags for a run of the node's project, from its planned spec ({} if that is unreadable:

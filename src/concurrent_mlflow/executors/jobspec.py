@@ -30,6 +30,9 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 FAILURES_ANNOTATION = "batch.kubernetes.io/job-index-failure-count"
 
 
+# Set on the pods of a docker_env project's stage, which run in the project's own image: the worker runs
+# the entry point right there, as MLflow's docker backend runs it in its container (a pod has no Docker).
+PROJECT_IMAGE_ENV = "CONCURRENT_PROJECT_IMAGE"
 TABLE_CHUNK = 500  # index -> (partition, child) rows per artifact file: a pod fetches one small file
 
 

@@ -85,6 +85,7 @@ class StageLaunch:
     gpu: int | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: Sequence[Mapping[str, Any]] = ()
+    image: str | None = None  # a docker_env project's own image, instead of the cluster's worker image
 
 
 def split_by_weight(tasks: Sequence[StageTask], weights: Mapping[str, int]) -> dict[str, list[StageTask]]:
@@ -172,7 +173,7 @@ class KubernetesExecutor:
         settings = cluster.settings
         extra = settings.pod
         pod = PodSettings(
-            image=settings.image or PodSettings.image,
+            image=stage.image or settings.image or PodSettings.image,
             namespace=settings.namespace,
             service_account=extra.get("service_account"),
             node_selector={**extra.get("node_selector", {}), **stage.node_selector},

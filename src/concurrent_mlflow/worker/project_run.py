@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from concurrent_mlflow.executors.jobspec import PROJECT_IMAGE_ENV
 from concurrent_mlflow.manifest import Manifest, ProjectSpec
 from concurrent_mlflow.project import resolve_project
 from concurrent_mlflow.tracking import Tracking
@@ -63,6 +64,8 @@ def run_project(
         parameters,
         env_manager,
     )
+    if spec.image is not None and os.environ.get(PROJECT_IMAGE_ENV) == spec.image:
+        return _run_in_this_image(project.work_dir, spec.entry_point, parameters, child, experiment_id)
     with _environment_lock(cache_dir, enabled=env_manager != "local"):
         submitted = LocalBackend().run(  # type: ignore[no-untyped-call]
             str(project.work_dir),
@@ -78,6 +81,26 @@ def run_project(
     code = code if code >= 0 else 128 - code  # killed by signal N: the shell's 128+N, not a negative
     log.info("entry point %s", "succeeded" if code == 0 else f"failed with exit code {code}")
     return code
+
+
+def _run_in_this_image(
+    work_dir: Path, entry_point: str, parameters: dict[str, str], child: str, experiment_id: str
+) -> int:
+    """The entry point's command, as MLflow builds it, run in this container (the project's image)."""
+    import tempfile
+
+    from mlflow.projects import _project_spec
+    from mlflow.projects.backend.local import _run_entry_point
+    from mlflow.projects.utils import get_entry_point_command
+
+    project = _project_spec.load_project(str(work_dir))  # type: ignore[no-untyped-call]
+    with tempfile.TemporaryDirectory(prefix="concurrent-params-") as storage_dir:  # `path` downloads
+        command = " ".join(get_entry_point_command(project, entry_point, parameters, storage_dir))  # type: ignore[no-untyped-call]
+        log.info("running %r in this pod, the project's image", command)
+        submitted = _run_entry_point(command, str(work_dir), experiment_id, child)  # type: ignore[no-untyped-call]
+        submitted.wait()
+    code = int(submitted.command_proc.returncode)
+    return code if code >= 0 else 128 - code
 
 
 class _environment_lock:
