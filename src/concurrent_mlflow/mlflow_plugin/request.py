@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from concurrent_mlflow.dag import Dag, ProjectNode, parse_dag
+from concurrent_mlflow.environments import environment_problems
 from concurrent_mlflow.errors import DagValidationError, Problem
-from concurrent_mlflow.plan import check_projects, environment_problems
+from concurrent_mlflow.plan import check_projects
 from concurrent_mlflow.project import ResolvedProject, is_git_uri, nearest_parameter
 from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.task_output import parse_output_mode
