@@ -160,9 +160,10 @@ def check_parameters(
     problems = [] if extra_allowed else [_unknown_parameter(spec, name) for name in unknown]
     for param in spec.parameters.values():
         if param.name in parameters:
-            problems += _value_problems(spec, param, parameters[param.name])
-            if base_dir is not None and param.type == "path" and not problems:
-                problems += _missing_path(spec, param, str(parameters[param.name]), base_dir)
+            found = _value_problems(spec, param, parameters[param.name])
+            if base_dir is not None and param.type == "path" and not found:  # a usable value: does it exist?
+                found = _missing_path(spec, param, str(parameters[param.name]), base_dir)
+            problems += found
         elif param.default is None:
             problems.append(
                 f"entry point {spec.name!r} needs parameter {param.name!r} ({param.type}, no default in the "

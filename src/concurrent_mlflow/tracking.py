@@ -9,6 +9,7 @@ metadata) that downstream planning reads instead of listing artifacts file by fi
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ METRICS_PER_BATCH = 1000  # MLflow's most per log_batch
 MANIFEST_FILE_BYTES = 1 << 20
 ARTIFACT_URIS_KEPT = 4096
 T = TypeVar("T")
+_URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
 
 
 def spec_path(node_id: str) -> str:
@@ -126,7 +128,7 @@ class Tracking:
         )
         params = [Param(k[:250], v[:MAX_PARAM_LENGTH]) for k, v in sorted(overrides.items())]
         self._call("log the DAG", lambda: self._log_batch(parent, params, []))
-        self.log_text(parent, dag_yaml, "dag.yaml")
+        self.log_text(parent, without_url_credentials(dag_yaml), "dag.yaml")
         return parent
 
     def create_parent(
@@ -457,6 +459,12 @@ def write_plan(
         (root / name).write_text("\n".join(lines[start : start + per_file]) + "\n", encoding="utf-8")
     if should_stop():
         raise PlanStopped(f"planning of {node_id} stopped: the run is ending")
+
+
+def without_url_credentials(text: str) -> str:
+    """`https://user:token@host/...` -> `https://host/...` everywhere in `text`: the copy of a DAG logged on
+    its parent run is readable by everyone who can read the experiment (the store keeps the original)."""
+    return _URL_CREDENTIALS.sub(r"\1", text)
 
 
 def partition_params(partition: int, partitions: int) -> dict[str, str]:

@@ -327,6 +327,8 @@ def test_a_local_path_parameter_must_exist_where_the_tasks_run(
         f"does not exist (relative paths start at {tmp_path})"
     )
     assert check_parameters(sample, "main", {"alpha": 1, "data": "rows.tsv"}) == []  # tasks run elsewhere
+    both = check_parameters(sample, "main", {"alpha": "fast", "data": "rows.tsv"}, **here)
+    assert len(both) == 2 and "rows.tsv" in both[1]  # every problem at once, not the first only
 
 
 def test_missing_required_parameter(sample: ResolvedProject) -> None:

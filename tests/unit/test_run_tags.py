@@ -10,6 +10,7 @@ import pytest
 
 from concurrent_mlflow.project import ResolvedProject
 from concurrent_mlflow.run_tags import project_tags, run_tags, user, without_credentials
+from concurrent_mlflow.tracking import without_url_credentials
 
 
 def resolved(
@@ -88,3 +89,17 @@ def test_the_user_is_the_authenticated_caller_else_the_machines(monkeypatch: pyt
     assert user("dana") == "dana"
     assert user(None) == user("local") == getpass.getuser()  # a CLI, or a control plane with auth off
     assert run_tags("dana") == {"mlflow.user": "dana", "mlflow.project.backend": "concurrent"}
+
+
+def test_the_dag_logged_on_the_parent_run_carries_no_url_credentials() -> None:
+    dag = (
+        "nodes:\n"
+        "  - {id: a, kind: project, project: 'https://ci:ghp_s3cret@github.com/org/repo.git#p', version: v1}\n"
+        "  - {id: b, kind: source, uri: s3://bucket/raw}\n"
+        '  - {id: c, kind: project, project: "git@github.com:org/other.git"}\n'
+    )
+    logged = without_url_credentials(dag)
+
+    assert "s3cret" not in logged and "ci:" not in logged
+    assert "'https://github.com/org/repo.git#p'" in logged
+    assert "s3://bucket/raw" in logged and "git@github.com:org/other.git" in logged  # nothing else changes
