@@ -788,7 +788,7 @@ class Engine:
         assert run.mlflow_run_id and run.experiment_id
         try:
             summarize(self.tracking, run.mlflow_run_id, run.experiment_id, self._dag(run.id), partitions)
-        except ConcurrentError as exc:
+        except Exception as exc:  # whatever it is, the run still ends: the summary is a convenience
             log.warning("run %s: its children's metrics are not on its parent run: %s", run.id, exc)
 
     # -- cached reads -----------------------------------------------------------------------------------
