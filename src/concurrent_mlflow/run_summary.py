@@ -34,12 +34,14 @@ def summarize(
     tracking: Tracking, parent: str, experiment_id: str, dag: Dag, partitions: Mapping[str, int]
 ) -> None:
     """Put the children's metrics (or their summary) on the parent run; `partitions` by node id."""
-    finished = _finished_children(tracking, parent, experiment_id)
+    by_node: dict[str, list[Any]] = {}
+    for (node_id, _), run in sorted(_finished_children(tracking, parent, experiment_id).items()):
+        by_node.setdefault(node_id, []).append(run)
     task_nodes = [node for node in dag.nodes if not isinstance(node, SourceNode)]
     metrics: list[Metric] = []
     tags: dict[str, str] = {}
     for node in task_nodes:
-        runs = [run for (node_id, _), run in sorted(finished.items()) if node_id == node.id]
+        runs = by_node.get(node.id)
         prefix = "" if len(task_nodes) == 1 else f"{node.id}/"
         if not runs:
             continue

@@ -8,13 +8,13 @@ version and user columns then read the same as for `-b local`. Tag names and the
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 
 from mlflow.entities import SourceType
 from mlflow.utils import mlflow_tags
 
 from concurrent_mlflow.project import ResolvedProject, is_git_uri, split_subdir
+from concurrent_mlflow.tracking import without_url_credentials as without_credentials
 
 BACKEND = "concurrent"
 LOCAL_USER = "local"  # who calls a control plane that has auth off: the machine's own user, not a person
@@ -76,12 +76,3 @@ def _local_source_tags(directory: Path) -> dict[str, str]:
     if repo_url := get_git_repo_url(str(directory)):
         tags[mlflow_tags.MLFLOW_GIT_REPO_URL] = repo_url
     return tags
-
-
-def without_credentials(uri: str) -> str:
-    """A git URI without the user and token a URL may carry (`https://user:token@host/...`): tags are
-    readable by everyone who can read the experiment."""
-    parsed = urllib.parse.urlsplit(uri)
-    if not parsed.scheme or "@" not in parsed.netloc:
-        return uri
-    return urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc.rpartition("@")[2]))

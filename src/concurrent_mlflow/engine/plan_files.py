@@ -29,6 +29,7 @@ class PlanFiles:
         self.root, self.tracking = root, tracking
         self._lock = threading.Lock()
         self._lines: OrderedDict[Path, Sequence[str]] = OrderedDict()
+        self._specs: dict[tuple[str, str], TaskSpec] = {}  # a stage's spec, read once (every launch asks)
 
     def store(
         self,
@@ -50,10 +51,17 @@ class PlanFiles:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 (Path(tmp) / "plan" / node_id).replace(final)
                 self._forget_lines(final)
+                self._specs.pop((run_id, node_id), None)
 
     def spec(self, run_id: str, parent: str, node_id: str) -> TaskSpec:
         """A stage's spec (ConcurrentError if neither here nor on the parent run)."""
-        return spec_from_json(json.loads(self._text(run_id, parent, spec_path(node_id))))
+        with self._lock:
+            if (found := self._specs.get((run_id, node_id))) is not None:
+                return found
+        spec = spec_from_json(json.loads(self._text(run_id, parent, spec_path(node_id))))
+        with self._lock:
+            self._specs[(run_id, node_id)] = spec
+        return spec
 
     def task(self, run_id: str, parent: str, node_id: str, partition: int) -> tuple[TaskSpec, Manifest]:
         """A partition's stage spec and manifest (ConcurrentError if neither here nor on the parent run)."""
@@ -66,6 +74,8 @@ class PlanFiles:
     def forget(self, run_id: str) -> None:
         with self._lock:
             self._forget_lines(self.root / run_id)
+            for key in [k for k in self._specs if k[0] == run_id]:
+                del self._specs[key]
         shutil.rmtree(self.root / run_id, ignore_errors=True)
 
     def _text(self, run_id: str, parent: str, artifact_file: str) -> str:

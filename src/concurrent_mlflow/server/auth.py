@@ -11,11 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from concurrent_mlflow.errors import AuthenticationError, DagNotFoundError, PermissionDeniedError
+from concurrent_mlflow.run_tags import LOCAL_USER
 from concurrent_mlflow.server.context import Context, ServerContext
 from concurrent_mlflow.store import access
 from concurrent_mlflow.store.access import Identity, Role
 
-LOCAL_ADMIN = Identity("local", admin=True)
+LOCAL_ADMIN = Identity(LOCAL_USER, admin=True)
 
 
 def _identity(request: Request, context: Context) -> Identity:
