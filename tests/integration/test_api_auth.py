@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.fixtures.control_plane import ControlPlane
 from tests.fixtures.mlflow_server import MlflowServer
@@ -275,6 +276,9 @@ def test_roles_decide_who_may_read_run_edit_and_delete(world: World) -> None:
         alice_run = alice.post("/runs", json={"dag": dag})
         assert alice_run.status_code == 201, alice_run.text
         run_id = alice_run.json()["id"]
+        ended = world.plane.wait_for_run(run_id, token=world.tokens["alice"])
+        parent = MlflowClient(world.plane.tracking_uri).get_run(ended["mlflow_run_id"])
+        assert parent.data.tags["mlflow.user"] == "alice"  # the token's holder, not the server's OS user
 
         # carol reads ...
         assert carol.get(f"/dags/{dag}").json()["yaml"] == absolute
