@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -131,8 +132,11 @@ def _pool(cores: int, model_uri: str, out: str, files: list[str]) -> None:
         pool.starmap(one_process, [(model_uri, chunk, out) for chunk in chunks if chunk])
 
 
-def run_concurrent(data: Path, model_uri: str, partitions: int, workdir: Path, uri: str) -> float:
-    """Seconds of `concurrent run` of source -> inference with `partitions` partitions, the whole process."""
+def run_concurrent(
+    data: Path, model_uri: str, partitions: int, workdir: Path, uri: str
+) -> tuple[float, float]:
+    """Seconds of `concurrent run` of source -> inference with `partitions` partitions, the whole process,
+    and the stage's scoring rate (rows/s while its partitions scored, from their metrics)."""
     dag = workdir / f"inference-{partitions}.yaml"
     dag.write_text(
         "name: bench-inference\nnodes:\n"
@@ -142,12 +146,35 @@ def run_concurrent(data: Path, model_uri: str, partitions: int, workdir: Path, u
         "edges:\n  - {from: rows, to: score, input: rows}\n"
     )
     started = time.perf_counter()
-    _python(
+    out = _python(
         [sys.executable, "-m", "concurrent_mlflow.cli", "run", str(dag), "--no-progress"],
         uri,
         {"CONCURRENT_HOME": str(workdir / "concurrent-home")},
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return seconds, scoring_rate(uri, re.findall(r"/runs/([0-9a-f]{32})", out)[-1])
+
+
+def scoring_rate(uri: str, parent: str) -> float:
+    """Rows/s of a run's inference stage from the first partition's start of scoring to the last one's
+    end, as its partitions logged them (`rows_scored`, `scoring_seconds`, at the end of scoring)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    spans, rows = [], 0.0
+    for child in children:
+        if "rows_scored" not in child.data.metrics:
+            continue
+        seconds = client.get_metric_history(child.info.run_id, "scoring_seconds")[-1]
+        end = seconds.timestamp / 1000
+        spans.append((end - seconds.value, end))
+        rows += child.data.metrics["rows_scored"]
+    if not spans:
+        raise RuntimeError(f"run {parent} has no child run with scoring metrics")
+    return rows / (max(end for _, end in spans) - min(start for start, _ in spans))
 
 
 def run_spark(
@@ -194,8 +221,9 @@ def section(ctx: BenchContext) -> Section:
         pool = run_multiprocessing(model_uri, files, work / "out-pool", ctx.tracking_uri, cores)
         samples.setdefault("multiprocessing_rows_per_s", []).append(rows / pool)
         for n in partitions:
-            seconds = run_concurrent(data, model_uri, n, work, ctx.tracking_uri)
+            seconds, scoring = run_concurrent(data, model_uri, n, work, ctx.tracking_uri)
             samples.setdefault(f"concurrent_{n}p_rows_per_s", []).append(rows / seconds)
+            samples.setdefault(f"concurrent_{n}p_scoring_rows_per_s", []).append(scoring)
         if spark is not None:
             try:
                 total, job = run_spark(spark, data, model_uri, work / "out-spark", ctx.tracking_uri, cores)
@@ -226,8 +254,13 @@ def _summarise(
     figures["p2_inference_vs_limit"] = ratio_figure(ratios(ours, limits), partitions=max(partitions))
     if 2 in partitions and 20 in partitions:  # time of 20 partitions over time of 2, for the same rows
         figures["p2_20_vs_2_partitions"] = ratio_figure(ratios(samples["concurrent_2p_rows_per_s"], ours))
+    scoring = samples[f"concurrent_{max(partitions)}p_scoring_rows_per_s"]
+    figures["p2_scoring_vs_limit"] = ratio_figure(ratios(scoring, limits), partitions=max(partitions))
     if "spark_udf_rows_per_s" in samples and len(samples["spark_udf_rows_per_s"]) == len(ours):
         figures["p2_inference_vs_spark_udf"] = ratio_figure(ratios(ours, samples["spark_udf_rows_per_s"]))
+        figures["p2_scoring_vs_spark_udf_job"] = ratio_figure(
+            ratios(scoring, samples["spark_udf_job_rows_per_s"])
+        )
     lines = [
         f"{rows:,} rows x {len(FEATURES)} features in {FILES} Parquet files, sklearn LogisticRegression, "
         f"{cores} cores; median (min-max) of {len(next(iter(samples.values())))} interleaved round(s).",
@@ -245,8 +278,11 @@ def _summarise(
         "",
         "`one core` and `one process` score their share of the files (1/cores) alone, model load excluded: "
         "the first held to one core, whose rate times the cores is the limit; the second free to use every "
-        "core through pyarrow's and BLAS's threads. `multiprocessing` and `concurrent` are whole processes, "
-        "start to exit.",
+        "core through pyarrow's and BLAS's threads. `multiprocessing`, `concurrent Np` and `spark udf` are "
+        "whole processes, start to exit (Python start, imports, MLflow runs, model loading, outputs logged "
+        "as MLflow artifacts). `concurrent Np scoring` is the same runs' stage while it scored, from the "
+        "first partition's start to the last one's end (their `rows_scored` and `scoring_seconds` "
+        "metrics), and `spark udf job` the Spark job without the session's start: the steady state.",
     ]
     plots = _plot(median, partitions, limit, out_dir)
     return Section(
@@ -269,6 +305,12 @@ def _plot(median: dict[str, float], partitions: tuple[int, ...], limit: float, o
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(
         partitions, [median[f"concurrent_{n}p_rows_per_s"] for n in partitions], "o-", label="concurrent"
+    )
+    axes.plot(
+        partitions,
+        [median[f"concurrent_{n}p_scoring_rows_per_s"] for n in partitions],
+        "s--",
+        label="concurrent, while scoring",
     )
     axes.axhline(limit, linestyle="--", color="grey", label="limit (cores x one process)")
     axes.axhline(median["multiprocessing_rows_per_s"], linestyle="-.", color="green", label="multiprocessing")

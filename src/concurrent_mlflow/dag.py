@@ -84,9 +84,14 @@ class SourceNode(_NodeBase):
 
 
 class Resources(_Model):
-    """What one partition's pod asks of a Kubernetes node (requests and limits alike)."""
+    """What one partition's pod asks of a Kubernetes node (requests and limits alike). `cpu` also sets the
+    threads its numeric libraries start (cpu_share.py)."""
 
-    cpu: str | None = Field(None, pattern=QUANTITY, description="CPU cores: `2`, `0.5`, `500m`.")
+    cpu: str | None = Field(
+        None,
+        pattern=QUANTITY,
+        description="CPU cores: `2`, `0.5`, `500m`; also the task's BLAS/OpenMP/Arrow threads (at least 1).",
+    )
     memory: str | None = Field(None, pattern=QUANTITY, description="Memory: `4Gi`, `512Mi`.")
     gpu: int | None = Field(None, ge=0, le=64, description="NVIDIA GPUs (`nvidia.com/gpu`).")
 

@@ -3,7 +3,9 @@ partitions; a model whose loading starts a thread still scores every row, loaded
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ def _log_model(loads: Path, *, thread: bool) -> str:
             name="model", python_model=str(MODEL_CODE), model_config={"loads": str(loads), "thread": thread}
         )
     loads.unlink(missing_ok=True)  # logging may load it once to check it
+    Path(f"{loads}.threads").unlink(missing_ok=True)
     return f"runs:/{run.info.run_id}/model"
 
 
@@ -70,3 +73,14 @@ edges:
         frame: pd.DataFrame = table.to_pandas()
         assert frame["id"].tolist() == list(range(30))
         assert frame["prediction"].tolist() == (frame["x"] * 2.0 + 1.0).tolist()
+        # Each partition says what it scored; the parent run sums the stage up.
+        scored = [child.data.metrics for child in done.children(node)]
+        assert sum(m["rows_scored"] for m in scored) == 30
+        assert all(m["rows_per_second"] > 0 and m["scoring_seconds"] >= 0 for m in scored)
+        assert done.parent.data.metrics[f"{node}/rows_scored/max"] == max(m["rows_scored"] for m in scored)
+    # Two tasks at once split the cores: neither BLAS nor Arrow starts a thread per core in each, whether the
+    # task was forked beside a model loaded for the stage or loaded it itself.
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for seen in (once, threaded):
+        counts = [json.loads(line) for line in Path(f"{seen}.threads").read_text().splitlines()]
+        assert counts and all(c["arrow"] == share and set(c["blas"]) <= {share} for c in counts), counts

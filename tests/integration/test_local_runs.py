@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,33 @@ nodes:
         assert best.startswith(f"alpha={alpha} beta="), best
         winner = by_run[best.rsplit("run ", 1)[1].rstrip(")")]
         assert winner.data.params["alpha"] == alpha and f"beta={winner.data.params['beta']}" in best
+
+
+def test_each_task_gets_its_share_of_the_cores_and_the_users_own_thread_setting_wins(
+    run_dag: RunDag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks running at once on this machine split its cores (BLAS, OpenMP and Arrow would each start a
+    thread per core in every one of them); a lone task gets them all; a variable the user set reaches the
+    task as they set it."""
+    monkeypatch.setenv("MKL_NUM_THREADS", "5")
+    done = run_dag("""
+name: threads
+nodes:
+  - {id: shared, kind: project, project: "{toolbox}", entry_point: echo_params, sweep: {alpha: [1, 2, 3]}}
+  - {id: alone, kind: project, project: "{toolbox}", entry_point: echo_params, parameters: {alpha: 1}}
+""")  # run_dag's engine runs two tasks at once
+    assert done.state == "succeeded", done.view
+    cores = len(os.sched_getaffinity(0))
+    for node, expected in (("shared", str(max(1, cores // 2))), ("alone", str(cores))):
+        for child in done.children(node):
+            seen = json.loads(
+                done.artifact_text(child.info.run_id, "outputs/params.json", tmp_path / child.info.run_id)
+            )
+            assert seen["threads"] == {
+                "OMP_NUM_THREADS": expected,
+                "OPENBLAS_NUM_THREADS": expected,
+                "MKL_NUM_THREADS": "5",
+            }, node
 
 
 def test_key_partitioner_groups_files_by_upstream_metadata(run_dag: RunDag, tmp_path: Path) -> None:

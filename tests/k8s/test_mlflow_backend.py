@@ -52,6 +52,8 @@ def test_mlflow_run_on_a_registered_cluster_runs_the_partitions_as_pods(
     assert parent.data.tags["mlflow.project.backend"] == "concurrent"
     (job,) = jobs(testbed, run_id)  # one Indexed Job for the project node
     assert job.spec.completions == 2 and job.status.completed_indexes == "0,1"
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"  # its 100m, not the node's cores
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
     assert {c.info.status for c in children} == {"FINISHED"} and len(children) == 2
     assert all(c.data.tags["concurrent.pod"].startswith(job.metadata.name) for c in children)  # ran in pods

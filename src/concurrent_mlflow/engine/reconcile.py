@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from concurrent_mlflow import cpu_share
 from concurrent_mlflow.advice import planning_failure
 from concurrent_mlflow.dag import Dag, ProjectNode, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
@@ -632,7 +633,11 @@ class Engine:
             parallelism=dag.parallelism(node) or len(items),
             retries=dag.retries(node),
             timeout=dag.timeout(node),
-            env={**self._task_env(run, remote=True), **({PROJECT_IMAGE_ENV: image} if image else {})},
+            env={
+                **self._task_env(run, remote=True),
+                **({PROJECT_IMAGE_ENV: image} if image else {}),
+                **self._pod_threads(node),
+            },
             cpu=node.resources.cpu if node.resources else None,
             memory=node.resources.memory if node.resources else None,
             gpu=node.resources.gpu if node.resources else None,
@@ -675,7 +680,7 @@ class Engine:
             parent_run_id=run.mlflow_run_id,
             child_run_id=child,
             tracking_uri=self.tracking.tracking_uri,
-            env=self._task_env(run),
+            env={**self._task_env(run), **self._local_threads(run.id, task, partitions)},
             task=self._task_file(run, task, child),
         )
         try:
@@ -765,6 +770,19 @@ class Engine:
             env["CONCURRENT_WINDOW_START"] = _aware(run.window_start).isoformat()
             env["CONCURRENT_WINDOW_END"] = _aware(run.window_end).isoformat()
         return env
+
+    def _local_threads(self, run_id: str, task: TaskRow, partitions: int) -> dict[str, str]:
+        """The thread variables giving a local task its share of this machine's cores: the stage's tasks
+        that run at once split them (see cpu_share.py)."""
+        parallelism = self._dag(run_id).parallelism(self._task_node(run_id, task)) or partitions
+        at_once = min(self.settings.max_parallel, parallelism, partitions)
+        return cpu_share.thread_env(cpu_share.task_threads(cpu_share.usable_cores(), at_once), os.environ)
+
+    @staticmethod
+    def _pod_threads(node: TaskNode) -> dict[str, str]:
+        """A pod sees every core of its Kubernetes node: with `resources.cpu`, its threads follow that."""
+        declared = cpu_share.declared_cpus(node.resources.cpu if node.resources else None)
+        return {} if declared is None else cpu_share.thread_env(declared, {})
 
     def _maybe_finish(self, run_id: str) -> bool:
         stages = reads.stages(self.store, run_id)

@@ -15,6 +15,7 @@ jemalloc's background thread stays off in forked tasks (freed memory is purged i
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,3 +79,5 @@ def restore_limits(env: Mapping[str, str]) -> None:
         loaded = controller.select(internal_api=internal_api)
         if loaded:
             loaded.limit(limits=wanted_threads(variables, env))
+    if "pyarrow" in sys.modules:  # Arrow sizes its pool from OMP_NUM_THREADS when it first makes it
+        sys.modules["pyarrow"].set_cpu_count(wanted_threads(("OMP_NUM_THREADS",), env))

@@ -3,7 +3,8 @@
 CSV and Parquet inputs are read in record batches (pyarrow), so a file larger than memory still scores;
 predictions are written as Parquet under the output dir, mirroring the input's relative path. Batches stay
 in Arrow: only the feature columns become a pandas frame (pyfunc enforces the model's schema on pandas), and
-the prediction is appended to the batch as one more column, every input column kept as it was read.
+the prediction is appended to the batch as one more column, every input column kept as it was read. Each
+partition logs `rows_scored`, `scoring_seconds` and `rows_per_second` (model loading excluded).
 
 The model is loaded once per stage where the local executor can: `preload`, called in a warm fork server
 (executors/warm_models.py) before it forks the stage's tasks, puts it in `LOADED`, which every forked task
@@ -17,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +29,14 @@ from concurrent_mlflow.manifest import InferenceSpec, Manifest
 
 log = logging.getLogger("concurrent.worker")
 SUFFIXES = (".csv", ".parquet", ".pq")
+ROWS_METRIC, SECONDS_METRIC, RATE_METRIC = "rows_scored", "scoring_seconds", "rows_per_second"
 LOADED: dict[str, Any] = {}  # model URI -> loaded pyfunc model, filled in a warm fork server only
 
 
-def score_partition(spec: InferenceSpec, manifest: Manifest, input_dir: Path, output_dir: Path) -> int:
-    """Score every CSV/Parquet input file; returns the number of rows scored."""
+def score_partition(spec: InferenceSpec, manifest: Manifest, input_dir: Path, output_dir: Path) -> list[Any]:
+    """Score every CSV/Parquet input file; returns the metrics of it to log on the child run."""
     model = _model(spec.model)
-    rows = 0
+    started, rows = time.perf_counter(), 0
     for name, items in sorted(manifest.inputs.items()):
         for item in items:
             if not item.relpath.lower().endswith(SUFFIXES):
@@ -43,8 +46,20 @@ def score_partition(spec: InferenceSpec, manifest: Manifest, input_dir: Path, ou
                 output_dir / "predictions" / name / (str(Path(item.relpath).with_suffix("")) + ".parquet")
             )
             rows += _score_file(model, input_dir / name / item.relpath, target, spec)
-    log.info("scored %d row(s) with %s", rows, spec.model)
-    return rows
+    seconds = time.perf_counter() - started
+    log.info("scored %d row(s) with %s in %.2f s", rows, spec.model, seconds)
+    return scoring_metrics(rows, seconds)
+
+
+def scoring_metrics(rows: int, seconds: float) -> list[Any]:
+    """What a partition's scoring did, as MLflow metrics (the model's loading excluded): the parent run
+    then shows their min, max and mean over partitions (run_summary.py)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    rate = rows / seconds if seconds > 0 else 0.0
+    figures = {ROWS_METRIC: rows, SECONDS_METRIC: seconds, RATE_METRIC: rate}
+    return [Metric(key, float(value), now, 0) for key, value in figures.items()]
 
 
 def _model(uri: str) -> Any:

@@ -194,7 +194,7 @@ def _run_entry_point(
     if isinstance(spec, InferenceSpec):
         from concurrent_mlflow.worker.inference import score_partition
 
-        score_partition(spec, manifest, input_dir, output_dir)
+        tracking.log_metrics(child, score_partition(spec, manifest, input_dir, output_dir))
         return 0
     from concurrent_mlflow.worker.project_run import run_project
 
