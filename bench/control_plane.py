@@ -92,6 +92,11 @@ class InstantExecutor:
         self.wakes.append(wake)  # a task's end wakes the engine, as a worker's exit does
 
     def submit(self, launch: Any) -> tuple[dict[str, Any], str | None]:
+        from concurrent_mlflow.taskfile import TaskFile
+
+        # As a worker is told where its run keeps artifacts (worker/main.py), so it uploads without a lookup.
+        if launch.task and (uri := TaskFile.loads(launch.task).artifact_uri):
+            self.tracking.remember_artifact_uri(launch.child_run_id, uri)
         self.pool.submit(self._run, launch.child_run_id)
         return {"child_run": launch.child_run_id}, None
 
