@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from concurrent_mlflow import partition, sources
+from concurrent_mlflow import git_credentials, partition, sources
 from concurrent_mlflow.dag import Dag, InferenceNode, ProjectNode, SourceNode
 from concurrent_mlflow.environments import environment_problems
 from concurrent_mlflow.errors import ConcurrentError, DagValidationError, Problem
@@ -138,7 +138,8 @@ def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir
     env_manager = dag.env_manager(node)
     branch = is_branch(project, cache_dir)
     return ProjectSpec(
-        project=project.uri if project.commit else str(project.work_dir),  # pinned: workers check it out
+        # Pinned: workers check it out; credentials reach them through git's environment, not the spec.
+        project=git_credentials.without(project.uri) if project.commit else str(project.work_dir),
         commit=project.commit,
         base_dir=str(base_dir),
         entry_point=node.entry_point,

@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from concurrent_mlflow import mlproject
+from concurrent_mlflow import git_credentials, mlproject
 from concurrent_mlflow.errors import ProjectError
 
 GIT_TIMEOUT_S = 300.0
@@ -132,9 +132,10 @@ def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir:
 
 
 def git_repository_of(project: ResolvedProject) -> str | None:
-    """The repository a git-pinned project was checked out from (its mirror's key), else None."""
+    """The repository a git-pinned project was checked out from (its mirror's key, without credentials),
+    else None."""
     if is_git_uri(project.uri):
-        return split_subdir(project.uri)[0]
+        return git_credentials.without(split_subdir(project.uri)[0])
     return Path(split_subdir(project.uri)[0]).as_uri() if project.commit else None
 
 
@@ -280,11 +281,14 @@ def _resolve_git(uri: str, version: str | None, cache_dir: Path) -> tuple[str, P
 
 
 def _fetch_checkout(repo: str, version: str | None, cache_dir: Path) -> Path:
-    git_dir = _mirror_dir(repo, cache_dir)
+    """The checkout of `version`; a URL's credentials reach git through its environment only, so the
+    mirror is keyed by, and its config holds, the URL without them (git_credentials.py)."""
+    bare = git_credentials.without(repo)
+    git_dir = _mirror_dir(bare, cache_dir)
     with _file_lock(git_dir.with_name(f"{git_dir.name}.lock")):
         sha = version.lower() if version and _is_full_sha(version) and _has_commit(git_dir, version) else None
         if sha is None:
-            _sync_mirror(git_dir, repo)
+            _sync_mirror(git_dir, bare, git_credentials.git_env([repo], os.environ))
             sha = _rev_parse(git_dir, repo, version)
         return _materialise(git_dir, sha, cache_dir / "checkouts")
 
@@ -305,15 +309,17 @@ def _mirror_dir(repo: str, cache_dir: Path) -> Path:
     return cache_dir / "git" / hashlib.sha256(repo.encode()).hexdigest()[:16]
 
 
-def _sync_mirror(git_dir: Path, repo: str) -> None:
+def _sync_mirror(git_dir: Path, repo: str, credentials: Mapping[str, str]) -> None:
     failure = f"cannot fetch git repository {_redact(repo)}"
     hint = "check the URL, the network and your git credentials (git runs here without prompting)"
     if git_dir.is_dir():
-        _git(["--git-dir", str(git_dir), "fetch", "--prune", "--quiet"], failure=failure, hint=hint)
+        fetch = ["--git-dir", str(git_dir), "fetch", "--prune", "--quiet"]
+        _git(fetch, failure=failure, hint=hint, env=credentials)
         return
     partial = git_dir.with_name(f"{git_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by a clone that was killed; we hold the lock
-    _git(["clone", "--mirror", "--quiet", "--", repo, str(partial)], failure=failure, hint=hint)
+    clone = ["clone", "--mirror", "--quiet", "--", repo, str(partial)]
+    _git(clone, failure=failure, hint=hint, env=credentials)
     partial.rename(git_dir)
 
 

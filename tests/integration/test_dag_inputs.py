@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from concurrent_mlflow.tracking import Tracking
+from tests.fixtures.git_server import serve_git_http
 from tests.integration.conftest import RunDag
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,42 @@ nodes:
         assert standard.items() <= run.data.tags.items(), run.data.tags
         assert "mlflow.source.git.branch" not in run.data.tags  # v1 is a tag, not a branch
     assert [c.data.params["greeting"] for c in children] == ["hi", "hi"]  # the default is logged too
+
+
+def test_a_git_token_is_used_and_written_nowhere(
+    run_dag: RunDag, git_repo: Any, tracking_env: Path, tmp_path: Path
+) -> None:
+    """A private repository: the token in the project URL reaches git in the engine and in every worker,
+    and appears in no MLflow run (tags, params, spec, logs, the logged DAG) and no file of the cache."""
+    token = "tok-" + os.urandom(8).hex()
+    with serve_git_http(git_repo, credentials=f"ci-bot:{token}") as server:
+        private = server.url.replace("http://", f"http://ci-bot:{token}@")
+        done = run_dag(f"""
+name: private-git
+nodes:
+  - {{id: hello, kind: project, project: "{private}#projects/hello", version: v1, parameters: {{alpha: 1}},
+     partitions: 2}}
+""")
+        assert done.state == "succeeded", done.view
+        assert any(r.startswith("401 ") for r in server.requests)  # the server really asked for them
+        assert any(not r.startswith("401 ") for r in server.requests)
+    runs = [done.parent, *done.children("hello")]
+    assert len(runs) == 3
+    for run in runs:
+        shown = json.dumps([run.data.tags, run.data.params, run.info.run_name])
+        assert token not in shown
+        local = Path(done.client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        files = [p for p in local.rglob("*") if p.is_file()]
+        assert files
+        for path in files:
+            assert token.encode() not in path.read_bytes(), path
+    assert done.parent.data.tags["mlflow.source.git.repoURL"] == server.url
+    cache = Path(os.environ["CONCURRENT_CACHE"])
+    for path in [*tracking_env.rglob("*"), *cache.rglob("*")]:  # plans, logs; mirrors, checkouts, envs
+        assert token not in str(path)
+    for path in [*tracking_env.rglob("*"), *(cache / "git").rglob("*")]:
+        if path.is_file() and not path.name.startswith("concurrent.db"):  # the store keeps the DAG
+            assert token.encode() not in path.read_bytes(), path
 
 
 def test_uv_environment_is_built_once_and_reused(

@@ -61,6 +61,7 @@ class Kubelet:
         self.settled: set[str] = set()  # pods whose end the harness reported itself (evicted, deadline)
         self.started: list[str] = []  # pod names, in the order they were started
         self._lock = threading.Lock()
+        self._starting = threading.Lock()  # one start per pod, whoever asks (see _on_pod)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: ThreadingHTTPServer | None = None
@@ -170,7 +171,11 @@ class Kubelet:
                 self._confirm_deletion(pod)
             return
         if running is None and phase == "Pending" and uid not in self.settled:
-            self._run(pod)
+            with self._starting:  # the watch and a retry for a missing Secret may both get here
+                with self._lock:
+                    if uid in self.processes:
+                        return
+                self._run(pod)
 
     def _confirm_deletion(self, pod: Any) -> None:
         try:
@@ -188,7 +193,17 @@ class Kubelet:
         container = pod.spec.containers[0]
         cwd = self.workdir / "pods" / pod.metadata.uid
         cwd.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env(), **self._resolve_env(pod, container.env or []), **self.overrides}
+        try:
+            env = {**self._base_env(), **self._resolve_env(pod, container.env or []), **self.overrides}
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # A Secret or ConfigMap it needs is not there yet: a kubelet holds the container
+            # (CreateContainerConfigError) and tries again, and so does this one.
+            retry = threading.Timer(0.5, self._retry, args=(pod.metadata.namespace, pod.metadata.name))
+            retry.daemon = True
+            retry.start()
+            return
         # The container's termination-message file, which a kubelet would mount, is a file of this pod here.
         mounted = container.termination_message_path or "/dev/termination-log"
         env = {k: str(cwd / "termination-log") if v == mounted else v for k, v in env.items()}
@@ -208,6 +223,15 @@ class Kubelet:
             timer.daemon = True
             timer.start()
         threading.Thread(target=self._reap, args=(pod, container.name, process, started), daemon=True).start()
+
+    def _retry(self, namespace: str, name: str) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            pod = self.api.read_namespaced_pod(name, namespace)
+        except ApiException:
+            return  # deleted meanwhile
+        self._on_pod("MODIFIED", pod)
 
     def _reap(self, pod: Any, container: str, process: subprocess.Popen[bytes], started: str) -> None:
         code = process.wait()

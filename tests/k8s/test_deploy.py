@@ -356,6 +356,7 @@ GRANTED = [
     *[(TASKS, verb, "", "pods", "") for verb in ("get", "list", "watch")],
     (TASKS, "get", "", "pods", "log"),
     *[(TASKS, verb, "", "events", "") for verb in ("get", "list", "watch")],
+    (TASKS, "create", "", "secrets", ""),  # a Job's git credentials; it may not read any Secret back
 ]
 REFUSED = [
     ("default", "create", "batch", "jobs", ""),  # a namespace without the RoleBinding
@@ -365,6 +366,9 @@ REFUSED = [
     (TASKS, "create", "batch", "cronjobs", ""),
     (TASKS, "list", "", "secrets", ""),
     (TASKS, "get", "", "secrets", ""),
+    (TASKS, "update", "", "secrets", ""),
+    (TASKS, "patch", "", "secrets", ""),
+    (TASKS, "delete", "", "secrets", ""),
     (TASKS, "get", "", "configmaps", ""),
     (TASKS, "create", "", "pods", ""),
     (TASKS, "delete", "", "pods", ""),

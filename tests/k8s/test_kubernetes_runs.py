@@ -4,6 +4,7 @@ Job controller and scheduler."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ from concurrent_mlflow.store import Store, clusters, open_store
 from concurrent_mlflow.store import transitions as tx
 from concurrent_mlflow.store.crypto import load_cipher
 from concurrent_mlflow.store.queries import run_view
+from tests.fixtures.git_server import build_repo, serve_git_http
 from tests.integration.conftest import TOOLBOX, RunDag, fan_in_dag, make_files
 from tests.k8s.conftest import NAMESPACE, Testbed
 from tests.k8s.kubelet import SELECTOR, TOLERATION, Kubelet
@@ -391,3 +393,31 @@ def test_a_docker_env_project_runs_in_its_own_image(
     for child in children:
         log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / child.info.run_id)
         assert "in this pod, the project's image" in log and "\n42\n" in log
+
+
+def test_a_private_git_project_runs_in_pods_with_its_token_only_in_a_secret(
+    testbed: Testbed, kubelet: Kubelet, tracking_env: Path, run_dag: RunDag, tmp_path: Path
+) -> None:
+    """The pods clone with the token, which they get from a Secret their Job owns: the Job, its pods'
+    specs and the MLflow runs they read do not hold it."""
+    register(tracking_env, "testbed-a", testbed)
+    token = "tok-" + os.urandom(8).hex()
+    with serve_git_http(build_repo(tmp_path / "git"), credentials=f"ci-bot:{token}") as server:
+        private = server.url.replace("http://", f"http://ci-bot:{token}@")
+        done = run_dag(f"""
+name: private-git-pods
+nodes:
+  - {{id: hello, kind: project, project: "{private}#projects/hello", version: v1, parameters: {{alpha: 1}},
+     partitions: 2, cluster: testbed-a, env_manager: local}}
+""")
+    assert done.state == "succeeded", done.view
+    assert len(kubelet.started) == 2
+    (job,) = jobs(testbed, done.run_id)
+    assert token not in json.dumps(job.to_dict(), default=str)
+    core = client.CoreV1Api(config.new_client_from_config(str(testbed.admin_kubeconfig)))
+    secret = core.read_namespaced_secret(job.metadata.name, NAMESPACE)
+    assert [(o.kind, o.uid) for o in secret.metadata.owner_references] == [("Job", job.metadata.uid)]
+    assert any(token in base64.b64decode(v).decode() for v in secret.data.values())
+    for run in (done.parent, *done.children("hello")):
+        assert token not in json.dumps([run.data.tags, run.data.params])
+    assert token not in done.artifact_text(done.parent.info.run_id, "plan/hello/spec.json", tmp_path / "spec")

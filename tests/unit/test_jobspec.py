@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from concurrent_mlflow.executors.jobspec import JobRequest, PodSettings, build_job, parse_indexes
+from concurrent_mlflow import git_credentials
+from concurrent_mlflow.executors.jobspec import (
+    JobRequest,
+    PodSettings,
+    build_job,
+    build_secret,
+    parse_indexes,
+)
 from concurrent_mlflow.executors.kubernetes import StageTask, split_by_weight
 
 
@@ -95,3 +102,20 @@ def test_partitions_are_split_by_weight_into_contiguous_slices(count: int, weigh
     for name, part in slices.items():
         assert abs(len(part) - count * weights[name] / total) < 1  # largest remainder: within one
     assert split_by_weight(tasks, weights) == slices
+
+
+def test_secret_values_live_in_a_secret_the_job_owns_never_in_the_job() -> None:
+    git = git_credentials.git_env(["https://bot:s3cret@git.example/ml/repo.git"], {})
+    job_request = request(secret_env=git)
+    job = build_job(job_request)
+    assert "s3cret" not in json.dumps(job)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in git:
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": job_request.name, "key": name}
+    secret = build_secret(job_request, "uid-1")
+    assert secret is not None and secret["stringData"] == git
+    assert secret["metadata"]["name"] == job_request.name and secret["metadata"]["namespace"] == "tasks"
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": job_request.name, "uid": "uid-1"}
+    ]
+    assert build_secret(request(), "uid-1") is None

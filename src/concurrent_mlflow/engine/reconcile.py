@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from concurrent_mlflow import cpu_share
+from concurrent_mlflow import cpu_share, git_credentials
 from concurrent_mlflow.advice import planning_failure
 from concurrent_mlflow.dag import Dag, ProjectNode, SourceNode, TaskNode, parse_dag
 from concurrent_mlflow.engine import reads
@@ -45,6 +45,7 @@ from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem, ProjectSpec
 from concurrent_mlflow.plan import list_source, plan_stage
 from concurrent_mlflow.policy import ExecutionPolicy
+from concurrent_mlflow.project import split_subdir
 from concurrent_mlflow.run_summary import summarize
 from concurrent_mlflow.run_tags import run_tags
 from concurrent_mlflow.store import AttemptRow, RunRow, Store, TaskRow, TaskState
@@ -644,6 +645,7 @@ class Engine:
             node_selector=node.node_selector,
             tolerations=[t.model_dump(by_alias=True, exclude_none=True) for t in node.tolerations],
             image=image,
+            secret_env=self._git_credentials(run.id, node_id, {}),
         )
         if self.kubernetes is None:
             raise ConcurrentError("this engine has no Kubernetes executor, but the run has tasks there")
@@ -680,7 +682,11 @@ class Engine:
             parent_run_id=run.mlflow_run_id,
             child_run_id=child,
             tracking_uri=self.tracking.tracking_uri,
-            env={**self._task_env(run), **self._local_threads(run.id, task, partitions)},
+            env={
+                **self._task_env(run),
+                **self._local_threads(run.id, task, partitions),
+                **self._git_credentials(run.id, task.node_id, os.environ),
+            },
             task=self._task_file(run, task, child),
         )
         try:
@@ -777,6 +783,14 @@ class Engine:
         parallelism = self._dag(run_id).parallelism(self._task_node(run_id, task)) or partitions
         at_once = min(self.settings.max_parallel, parallelism, partitions)
         return cpu_share.thread_env(cpu_share.task_threads(cpu_share.usable_cores(), at_once), os.environ)
+
+    def _git_credentials(self, run_id: str, node_id: str, environ: Mapping[str, str]) -> dict[str, str]:
+        """The credentials of a project node's git URL, for its worker's git only: the spec every pod reads
+        from MLflow has the URL without them (git_credentials.py); the DAG in the store keeps them."""
+        node = self._dag(run_id).node(node_id)
+        if not isinstance(node, ProjectNode):
+            return {}
+        return git_credentials.git_env([split_subdir(node.project)[0]], environ)
 
     @staticmethod
     def _pod_threads(node: TaskNode) -> dict[str, str]:

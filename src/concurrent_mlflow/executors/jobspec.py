@@ -79,6 +79,7 @@ class JobRequest:
     env: Mapping[str, str]
     pod: PodSettings
     table_chunk: int = TABLE_CHUNK  # told to the pods, so they never assume the engine's constant
+    secret_env: Mapping[str, str] = field(default_factory=dict)  # e.g. git credentials: in a Secret
 
     @property
     def name(self) -> str:
@@ -121,6 +122,27 @@ def build_job(request: JobRequest) -> dict[str, Any]:
                 "spec": _pod_spec(request),
             },
         },
+    }
+
+
+def build_secret(request: JobRequest, job_uid: str) -> dict[str, Any] | None:
+    """The Secret holding the Job's `secret_env`, so the values appear in neither the Job nor its pods'
+    specs; named as the Job and owned by it (Kubernetes deletes it with the Job). None when there are none."""
+    if not request.secret_env:
+        return None
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": request.name, "uid": job_uid}
+    metadata = {
+        "name": request.name,
+        "namespace": request.pod.namespace,
+        "labels": request.labels(),
+        "ownerReferences": [owner],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "stringData": dict(request.secret_env),
     }
 
 
@@ -193,6 +215,10 @@ def _env(request: JobRequest) -> list[dict[str, Any]]:
         "PYTHONUNBUFFERED": "1",
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": request.name, "key": k}}}
+        for k in sorted(request.secret_env)
+    ]
     env += [
         {"name": "CONCURRENT_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {

@@ -15,6 +15,7 @@ leaves its output in the child run too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -34,6 +35,7 @@ from concurrent_mlflow.executors.jobspec import (
     JobRequest,
     PodSettings,
     build_job,
+    build_secret,
     jobs_path,
     table_chunk,
 )
@@ -86,6 +88,7 @@ class StageLaunch:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: Sequence[Mapping[str, Any]] = ()
     image: str | None = None  # a docker_env project's own image, instead of the cluster's worker image
+    secret_env: Mapping[str, str] = field(default_factory=dict)  # reaches the pods through a Secret
 
 
 def split_by_weight(tasks: Sequence[StageTask], weights: Mapping[str, int]) -> dict[str, list[StageTask]]:
@@ -149,7 +152,8 @@ class KubernetesExecutor:
                     cluster = self._cluster(cluster_name)
                     request = self._request(stage, cluster, attempt, group)
                     self._fill_chunk(stage, request, group, 0, child_runs)
-                    self._create(cluster, build_job(request))
+                    job_uid = self._create(cluster, build_job(request))
+                    self._create_secret(cluster, build_secret(request, job_uid))
                 except ExecutorError as exc:
                     result.failed.update({t.partition: str(exc) for t in group})
                     continue
@@ -199,6 +203,7 @@ class KubernetesExecutor:
             env=stage.env,
             pod=pod,
             table_chunk=self.table_chunk,
+            secret_env=stage.secret_env,
         )
 
     def _fill_chunk(
@@ -217,23 +222,52 @@ class KubernetesExecutor:
             self.tracking.log_file(stage.parent_run_id, path, jobs_path(stage.node_id, job.name))
         group[start:end] = chunk
 
-    def _create(self, cluster: _Cluster, job: dict[str, Any]) -> None:
+    def _create(self, cluster: _Cluster, job: dict[str, Any]) -> str:
+        """Create the Job (or adopt the one an engine that died made); its uid."""
         from kubernetes.client import BatchV1Api
         from kubernetes.client.exceptions import ApiException
 
-        namespace = job["metadata"]["namespace"]
+        name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+        api, timeout = BatchV1Api(cluster.client), (REQUEST_TIMEOUT, REQUEST_TIMEOUT)
         try:
-            BatchV1Api(cluster.client).create_namespaced_job(
-                namespace,
-                job,  # type: ignore[arg-type]  # the client sends a dict body as is
-                _request_timeout=(REQUEST_TIMEOUT, REQUEST_TIMEOUT),
-            )
-        except ApiException as exc:
-            if exc.status == 409:  # made by an engine that died before recording it: adopt it
-                return
-            raise self._error(cluster, f"could not create Job {job['metadata']['name']}", exc) from None
+            try:
+                made = api.create_namespaced_job(
+                    namespace,
+                    job,  # type: ignore[arg-type]  # the client sends a dict body as is
+                    _request_timeout=timeout,
+                )
+            except ApiException as exc:
+                if exc.status != 409:  # 409: made by an engine that died before recording it: adopt it
+                    raise
+                made = api.read_namespaced_job(name, namespace, _request_timeout=timeout)
         except Exception as exc:
-            raise self._error(cluster, f"could not create Job {job['metadata']['name']}", exc) from None
+            raise self._error(cluster, f"could not create Job {name}", exc) from None
+        return str(made.metadata.uid if made.metadata else "")
+
+    def _create_secret(self, cluster: _Cluster, secret: dict[str, Any] | None) -> None:
+        """Create the Job's Secret (owned by the Job, so deleted with it). Its pods wait for it, as a
+        kubelet holds a container whose Secret is missing; if it cannot be made, the Job is deleted."""
+        from kubernetes.client import BatchV1Api, CoreV1Api
+        from kubernetes.client.exceptions import ApiException
+
+        if secret is None:
+            return
+        name, namespace = secret["metadata"]["name"], secret["metadata"]["namespace"]
+        timeout = (REQUEST_TIMEOUT, REQUEST_TIMEOUT)
+        try:
+            CoreV1Api(cluster.client).create_namespaced_secret(
+                namespace,
+                secret,  # type: ignore[arg-type]  # the client sends a dict body as is
+                _request_timeout=timeout,
+            )
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 409:  # made before an engine restart
+                return
+            with contextlib.suppress(Exception):
+                BatchV1Api(cluster.client).delete_namespaced_job(
+                    name, namespace, propagation_policy="Background", _request_timeout=timeout
+                )
+            raise self._error(cluster, f"could not create Secret {name} for its Job", exc) from None
 
     def _cluster(self, name: str) -> _Cluster:
         with self._lock:
