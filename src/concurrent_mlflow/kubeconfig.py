@@ -122,13 +122,17 @@ def validate(document: dict[str, Any], namespace: str | None) -> Kubeconfig:
     if user:
         _inert(user, f"users[{document['users'][0]['name']}].user")
         _base64(user, f"users[{document['users'][0]['name']}].user")
-    chosen_namespace = namespace or chosen.get("namespace") or "default"
-    if not isinstance(chosen_namespace, str) or not re.fullmatch(NAMESPACE, chosen_namespace):
+    chosen_namespace = validate_namespace(namespace or chosen.get("namespace") or "default")
+    return Kubeconfig(document, context, chosen_namespace, server, _auth(user))
+
+
+def validate_namespace(namespace: Any) -> str:
+    if not isinstance(namespace, str) or not re.fullmatch(NAMESPACE, namespace):
         raise ClusterConfigError(
-            f"namespace: {str(chosen_namespace)[:80]!r} is not a Kubernetes namespace name "
+            f"namespace: {str(namespace)[:80]!r} is not a Kubernetes namespace name "
             "(lowercase letters, digits and '-', at most 63)"
         )
-    return Kubeconfig(document, context, chosen_namespace, server, _auth(user))
+    return namespace
 
 
 def load(text: str, context: str | None, namespace: str | None) -> Kubeconfig:

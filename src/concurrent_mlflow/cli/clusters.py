@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 from rich.markup import escape
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # the store, its cipher and the API client are imported by th
     from concurrent_mlflow.store.clusters import Cluster
     from concurrent_mlflow.store.crypto import Cipher
 
+T = TypeVar("T")
 MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]unchecked[/]"}
 
 
@@ -202,6 +204,104 @@ def cluster_add(
         _check(clusters, name, fail=False)
 
 
+TOKEN_DURATION = click.option(
+    "--token-duration",
+    default="30d",
+    show_default=True,
+    help="How long the ServiceAccount token is valid: 90m, 12h, 30d (the API server may cap it).",
+)
+
+
+@cluster.command("bootstrap")
+@click.argument("name")
+@KUBECONFIG_OPTION
+@click.option(
+    "--context", default=None, help="Your admin context [default: the kubeconfig's current-context]."
+)
+@click.option(
+    "--namespace", default="concurrent-tasks", show_default=True, help="The task namespace to create."
+)
+@TOKEN_DURATION
+@click.option("--image", default=None, help="Container image for tasks on this cluster.")
+@POD_OPTION
+@click.option(
+    "--dry-run", is_flag=True, help="Print the objects and what would be registered; change nothing."
+)
+@click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
+@click.pass_obj
+def cluster_bootstrap(
+    obj: CliContext,
+    name: str,
+    kubeconfig_file: Path | None,
+    context: str | None,
+    namespace: str,
+    token_duration: str,
+    image: str | None,
+    pod_file: Path | None,
+    dry_run: bool,
+    check: bool,
+) -> None:
+    """Prepare a cluster with YOUR admin kubeconfig and register it as NAME with a least-privilege token.
+
+    Creates (or brings back) the task namespace (Pod Security `restricted`), the ServiceAccount
+    `concurrent`, and the Role and RoleBinding `concurrent-executor` with exactly what the executor uses;
+    then registers NAME with a bound token of that ServiceAccount (TokenRequest API, with an expiry). Your
+    own credentials, exec plugins included, are used here only and never stored. Safe to re-run; renew the
+    token with `concurrent cluster rotate-token NAME`.
+    """
+    import yaml
+
+    from concurrent_mlflow import cluster_bootstrap as boot
+
+    seconds = _seconds(token_duration)
+    wanted = boot.objects(kubeconfig.validate_namespace(namespace))
+    admin = _reduced(kubeconfig_file, context)
+    if dry_run:
+        console.print(yaml.safe_dump_all(wanted, sort_keys=False), markup=False, highlight=False)
+        server = admin["clusters"][0]["cluster"].get("server")
+        console.print(
+            f"Then: a token of ServiceAccount {namespace}/{boot.ACCOUNT} valid {token_duration}, and cluster "
+            f"{name!r} registered (or updated) with it for {server}. Nothing was changed.",
+            markup=False,
+        )
+        return
+    client = _admin_client(kubeconfig_file, context)
+    for line in _kube(lambda: boot.apply(client, wanted)):
+        console.print(f"  {line}", markup=False)
+    _register_token(obj, name, admin, client, namespace, seconds, image, pod_file, check)
+
+
+@cluster.command("rotate-token")
+@click.argument("name")
+@KUBECONFIG_OPTION
+@click.option(
+    "--context", default=None, help="Your admin context [default: the kubeconfig's current-context]."
+)
+@TOKEN_DURATION
+@click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
+@click.pass_obj
+def cluster_rotate_token(
+    obj: CliContext,
+    name: str,
+    kubeconfig_file: Path | None,
+    context: str | None,
+    token_duration: str,
+    check: bool,
+) -> None:
+    """Replace NAME's stored token by a new one of its ServiceAccount (see `cluster bootstrap`).
+
+    The old token stays valid until it expires: bound tokens cannot be revoked one by one.
+    """
+    found = [c for c in backend(obj).list() if c.name == name]
+    if not found:
+        raise click.ClickException(
+            f"No cluster named {name!r}; bootstrap it first (`concurrent cluster bootstrap`)."
+        )
+    admin = _reduced(kubeconfig_file, context)
+    client = _admin_client(kubeconfig_file, context)
+    _register_token(obj, name, admin, client, found[0].namespace, _seconds(token_duration), None, None, check)
+
+
 @cluster.command("update")
 @click.argument("name")
 @KUBECONFIG_OPTION
@@ -297,6 +397,72 @@ def _reduced(kubeconfig_file: Path | None, context: str | None) -> dict[str, Any
         raise click.ClickException(f"Cannot read the kubeconfig {path}: {exc}") from None
     reduced = kubeconfig.reduce(kubeconfig.parse(text), context)
     return kubeconfig.flatten(reduced, path.resolve().parent)
+
+
+def _register_token(
+    obj: CliContext,
+    name: str,
+    admin: dict[str, Any],
+    client: Any,
+    namespace: str,
+    seconds: int,
+    image: str | None,
+    pod_file: Path | None,
+    check: bool,
+) -> None:
+    """Ask for a bound token and register NAME with it, or update NAME if it is registered already."""
+    from concurrent_mlflow import cluster_bootstrap as boot
+
+    bound = _kube(lambda: boot.request_token(client, namespace, seconds))
+    text = kubeconfig.dump(boot.token_kubeconfig(admin, bound.token, namespace, name))
+    clusters = backend(obj)
+    pod = _pod_settings(pod_file) if pod_file else None
+    if any(c.name == name for c in clusters.list()):
+        changes: dict[str, Any] = {"kubeconfig": text, "context": name, "namespace": namespace}
+        changes.update({k: v for k, v in (("image", image), ("pod", pod)) if v is not None})
+        clusters.update(name, changes)
+        done = "updated with a new token"
+    else:
+        clusters.register(name, text, name, namespace, image, pod)
+        done = "registered"
+    expires = bound.expires_at.strftime("%Y-%m-%d %H:%M UTC") if bound.expires_at else "unknown"
+    console.print(
+        f"[green]Cluster {name!r} {done}[/]: ServiceAccount {namespace}/{boot.ACCOUNT}, token valid until "
+        f"{expires}; renew it with `concurrent cluster rotate-token {name}` before then."
+    )
+    if check:
+        _check(clusters, name, fail=False)
+
+
+def _admin_client(kubeconfig_file: Path | None, context: str | None) -> Any:
+    """A client with the operator's own kubeconfig as kubectl would use it (exec plugins included)."""
+    from kubernetes import config
+
+    path = kubeconfig_file or _default_kubeconfig()
+    try:
+        return config.new_client_from_config(config_file=str(path), context=context, persist_config=False)
+    except Exception as exc:  # the loader raises ConfigException, an exec plugin's failure, ...
+        raise click.ClickException(f"Cannot use the kubeconfig {path}: {exc}") from None
+
+
+def _kube(call: Callable[[], T]) -> T:
+    """Run a call against the operator's cluster; its failure as one line naming what went wrong."""
+    from concurrent_mlflow.kube import describe
+
+    try:
+        return call()
+    except Exception as exc:
+        raise click.ClickException(f"The cluster refused: {describe(exc)}") from None
+
+
+def _seconds(duration: str) -> int:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    text = duration.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter(
+            f"{duration!r}: a number and m, h or d, e.g. 90m, 12h, 30d", param_hint="--token-duration"
+        )
+    return int(text[:-1]) * units[text[-1]]
 
 
 def _default_kubeconfig() -> Path:
