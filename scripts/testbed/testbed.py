@@ -9,7 +9,9 @@ Binaries are cached by version under the user's cache dir, so only the first `up
 (about 7 minutes on 2 cores); later ones start in seconds.
 
 Each testbed has a name and a base port; two testbeds on different ports are two independent clusters.
-Ports: apiserver P, etcd P+1 (peer P+2), kwok P+3, scheduler P+4, controller-manager P+5.
+Ports: apiserver P, etcd P+1 (peer P+2), kwok P+3, scheduler P+4, controller-manager P+5. Bearer tokens
+the API server does not know itself go to a token webhook at http://127.0.0.1:P+6/tokenreview, which the
+tests serve when they need it (cloud sign-in: EKS- and GKE-style tokens); nothing answers there otherwise.
 """
 
 from __future__ import annotations
@@ -344,11 +346,21 @@ def up(name: str, port: int, nodes: int) -> Path:
 def start_apiserver(state: Path, kube: Path, port: int) -> None:
     """Start (or, after `restart apiserver`, start again) the API server of a testbed."""
     pki = state / "pki"
+    webhook = pki / "token-webhook.kubeconfig"
+    webhook.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "webhook", "cluster": {"server": f"http://127.0.0.1:{port + 6}/tokenreview"}}],
+        "users": [{"name": "apiserver", "user": {}}],
+        "contexts": [{"name": "webhook", "context": {"cluster": "webhook", "user": "apiserver"}}],
+        "current-context": "webhook",
+    }))  # fmt: skip
     _start(state, "apiserver", [
         str(kube), "apiserver", "--etcd-servers", f"http://127.0.0.1:{port + 1}",
         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(port),
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--token-auth-file", str(pki / "tokens.csv"), "--authorization-mode", "RBAC",
+        "--authentication-token-webhook-config-file", str(webhook),
+        "--authentication-token-webhook-version", "v1", "--authentication-token-webhook-cache-ttl", "5s",
         "--service-account-issuer", "https://kubernetes.default.svc",
         "--service-account-key-file", str(pki / "sa.key"),
         "--service-account-signing-key-file", str(pki / "sa.key"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from concurrent_mlflow import kubeconfig
+from concurrent_mlflow import cloud_auth, kubeconfig
 from concurrent_mlflow.errors import ConcurrentError, SecretKeyError
 from concurrent_mlflow.store import clusters
 from concurrent_mlflow.store.crypto import Cipher
@@ -32,8 +32,8 @@ TIMEOUT_SECONDS = 5.0
 MAX_MESSAGE = 500
 _CLIENT_LOCK = threading.Lock()  # the kubeconfig loader's file cache is process-wide
 _KEY_DIR: str | None = None
-secret_values = kubeconfig.secret_values
 _BEARER = re.compile(r"(?i)(bearer|basic)\s+[^\s'\",]+")
+_CLOUD_TOKEN = re.compile(r"(k8s-aws-v1\.|ya29\.)[A-Za-z0-9_.\-]+")  # EKS and Google access tokens
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(-----END [A-Z ]+-----|$)", re.S)
 
 
@@ -62,12 +62,18 @@ def check_cluster(store: Store, cipher: Cipher, name: str, timeout: float = TIME
     return result
 
 
+def secret_values(document: dict[str, Any]) -> list[str]:
+    """Every credential a cluster's stored document holds: the kubeconfig's and its cloud sign-in's."""
+    cloud = cloud_auth.secrets_of(document.get(cloud_auth.CONFIG_KEY) or {})
+    return sorted({*kubeconfig.secret_values(document), *cloud}, key=len, reverse=True)
+
+
 def check(document: dict[str, Any], namespace: str, timeout: float = TIMEOUT_SECONDS) -> CheckResult:
     """Does the API server answer, accept the credentials, have the namespace, let us create Jobs?
 
     Never raises for anything the cluster does: the answer is in the result, with a message that names
     the problem and contains no credential."""
-    secrets = kubeconfig.secret_values(document)
+    secrets = secret_values(document)
     server = document["clusters"][0]["cluster"].get("server", "?")
     try:
         with api_client(document) as client:
@@ -102,13 +108,26 @@ def _new_client(document: dict[str, Any], retries: int | None) -> ApiClient:
     configuration = Configuration()
     if retries is not None:
         configuration.retries = retries
+    cloud = document.get(cloud_auth.CONFIG_KEY)
+    kube_document = {k: v for k, v in document.items() if k != cloud_auth.CONFIG_KEY}
     # The loader writes key material to files it caches by content for the life of the process, so they
     # go in one private directory that lives as long as the process (removed at exit).
     with _CLIENT_LOCK:
         config.load_kube_config_from_dict(
-            document, client_configuration=configuration, persist_config=False, temp_file_path=_key_dir()
+            kube_document, client_configuration=configuration, persist_config=False, temp_file_path=_key_dir()
         )
+    if cloud:
+        _sign_in(configuration, cloud_auth.TokenSource(cloud))
     return ApiClient(configuration)
+
+
+def _sign_in(configuration: Any, source: cloud_auth.TokenSource) -> None:
+    """Every request carries the source's current token: the client asks the hook before each one, and
+    the source mints a new token shortly before the current one expires."""
+    configuration.api_key = {"authorization": f"Bearer {source.token()}"}
+    configuration.refresh_api_key_hook = lambda conf: conf.api_key.update(
+        authorization=f"Bearer {source.token()}"
+    )
 
 
 def _key_dir() -> str:
@@ -145,7 +164,7 @@ def scrub(text: str, secrets: list[str]) -> str:
     """Remove every credential (and anything shaped like one) from text that will be shown or stored."""
     for secret in secrets:
         text = text.replace(secret, "***")
-    text = _PEM.sub("<PEM removed>", _BEARER.sub(r"\1 ***", text))
+    text = _PEM.sub("<PEM removed>", _BEARER.sub(r"\1 ***", _CLOUD_TOKEN.sub(r"\1***", text)))
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "kube-TOKEN-9d8c7b6a5f4e3d2c1b0a"
 OTHER_TOKEN = "kube-OTHER-0a1b2c3d4e5f"
 KEY_MATERIAL = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCFAKECLIENTKEY0123456789"
+CLOUD = "aws-SECRET-ACCESS-KEY-5e4d3c2b1a"
 KEY_PEM = f"-----BEGIN PRIVATE KEY-----\n{KEY_MATERIAL}\n-----END PRIVATE KEY-----\n"
 CHECK_TIMEOUT = 30.0  # the HTTP client's bound on a check: a check that hangs fails the test
 
@@ -274,7 +275,20 @@ def test_credentials_never_appear_in_responses_the_log_or_the_database(world: Wo
     key = base64.b64encode(KEY_PEM.encode()).decode()
     register(world, "secretive")
     register(world, "certified", context="other")
+    userless = yaml.safe_load(kubeconfig(f"https://127.0.0.1:{closed_port()}"))
+    del userless["contexts"][0]["context"]["user"]
+    cloud = {
+        "kind": "eks",
+        "cluster": "c",
+        "region": "eu-west-1",
+        "access_key_id": "AKIAC",
+        "secret_access_key": CLOUD,
+    }
+    register(world, "cloudy", kubeconfig=yaml.safe_dump(userless), cloud=cloud)
     with world.api() as admin:
+        checked = admin.post("/clusters/cloudy/check").json()  # mints a token, then cannot connect
+        assert checked["reachable"] is False and "k8s-aws-v1." not in str(checked)
+        assert admin.get("/clusters/cloudy").json()["auth"] == "eks (c, eu-west-1, stored access keys)"
         admin.patch("/clusters/secretive", json={"kubeconfig": kubeconfig("https://127.0.0.1:1")})
         admin.post("/clusters/secretive/check")
         admin.post("/clusters/certified/check")
@@ -283,13 +297,13 @@ def test_credentials_never_appear_in_responses_the_log_or_the_database(world: Wo
         admin.get("/openapi.json")
         assert admin.get("/clusters/certified").json()["auth"] == "token"
     assert len(world.responses) > 30
-    secrets = [TOKEN, OTHER_TOKEN, key, KEY_MATERIAL]
+    secrets = [TOKEN, OTHER_TOKEN, key, KEY_MATERIAL, CLOUD, "k8s-aws-v1."]
     for body in world.responses:
         assert not [s for s in secrets if s in body], body[:500]
 
     logs = "\n".join(p.read_text(errors="replace") for p in world.plane.home.glob("server-*.log"))
     assert "cluster secretive registered by admin" in logs  # the log does talk about clusters ...
-    assert not [s for s in secrets if s in logs]  # ... but never about their credentials
+    assert not [s for s in secrets if s in logs]  # ... but never about their credentials (nor cloud tokens)
 
     stored = b"".join(p.read_bytes() for p in world.plane.home.parent.glob("store.db*"))
     assert b"secretive" in stored

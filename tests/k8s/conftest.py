@@ -86,17 +86,17 @@ def _start(name: str) -> Iterator[Testbed]:
 
 
 def _free_base_port() -> int:
-    """A base port P with P..P+5 free on loopback (the testbed's components use six)."""
+    """A base port P with P..P+6 free on loopback (the testbed's components and its token webhook)."""
     for _ in range(100):
         base = random.randrange(20000, 60000, 10)
         try:
-            for port in range(base, base + 6):
+            for port in range(base, base + 7):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port))
         except OSError:
             continue
         return base
-    raise RuntimeError("no six free ports in a row")
+    raise RuntimeError("no seven free ports in a row")
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,14 @@ MARKS = {True: "[green]yes[/]", False: "[red]no[/]", None: "[dim]unchecked[/]"}
 
 class ClusterBackend(Protocol):
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
+        self,
+        name: str,
+        text: str,
+        context: str,
+        namespace: str | None,
+        image: str | None,
+        pod: Any,
+        cloud: dict[str, Any] | None = None,
     ) -> Cluster: ...
     def update(self, name: str, changes: dict[str, Any]) -> Cluster: ...
     def list(self) -> list[Cluster]: ...
@@ -56,7 +63,14 @@ class LocalClusters:
         return load_cipher(self.home)
 
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
+        self,
+        name: str,
+        text: str,
+        context: str,
+        namespace: str | None,
+        image: str | None,
+        pod: Any,
+        cloud: dict[str, Any] | None = None,
     ) -> Cluster:
         from concurrent_mlflow.store import clusters
 
@@ -71,6 +85,7 @@ class LocalClusters:
             image=image,
             user=user,
             pod=pod,
+            cloud=cloud,
         )
 
     def update(self, name: str, changes: dict[str, Any]) -> Cluster:
@@ -101,7 +116,14 @@ class RemoteClusters:
         self.api = api
 
     def register(
-        self, name: str, text: str, context: str, namespace: str | None, image: str | None, pod: Any
+        self,
+        name: str,
+        text: str,
+        context: str,
+        namespace: str | None,
+        image: str | None,
+        pod: Any,
+        cloud: dict[str, Any] | None = None,
     ) -> Cluster:
         body = {
             "name": name,
@@ -110,6 +132,7 @@ class RemoteClusters:
             "namespace": namespace,
             "image": image,
             "pod": pod,
+            "cloud": cloud,
         }
         return _from_api(self.api.register_cluster(body))
 
@@ -174,6 +197,28 @@ def cluster() -> None:
 @click.option("--namespace", default=None, help="Namespace for tasks [default: the context's, else default].")
 @click.option("--image", default=None, help="Container image for tasks on this cluster.")
 @POD_OPTION
+@click.option(
+    "--eks", "eks_cluster", default=None, metavar="CLUSTER", help="EKS: the server signs in itself."
+)
+@click.option("--region", default=None, help="--eks: the cluster's AWS region.")
+@click.option("--role-arn", default=None, help="--eks: an IAM role the server assumes first.")
+@click.option(
+    "--aws-keys",
+    "aws_keys_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="--eks: JSON access keys (as `aws iam create-access-key` prints them), stored encrypted "
+    "[default: the server's own identity: IRSA, instance role, AWS_* variables].",
+)
+@click.option("--sts-endpoint", default=None, help="--eks: another STS endpoint (a VPC endpoint).")
+@click.option("--gke", "gke_cluster", default=None, metavar="PROJECT/LOCATION/CLUSTER", help="GKE: likewise.")
+@click.option(
+    "--gcp-key",
+    "gcp_key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="--gke: a service-account JSON key, stored encrypted [default: the server's workload identity].",
+)
 @click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
 @click.pass_obj
 def cluster_add(
@@ -184,18 +229,35 @@ def cluster_add(
     namespace: str | None,
     image: str | None,
     pod_file: Path | None,
+    eks_cluster: str | None,
+    region: str | None,
+    role_arn: str | None,
+    aws_keys_file: Path | None,
+    sts_endpoint: str | None,
+    gke_cluster: str | None,
+    gcp_key_file: Path | None,
     check: bool,
 ) -> None:
     """Register NAME: one context of a kubeconfig, with the files it refers to inlined, stored encrypted.
 
     Exec and auth-provider credential plugins are refused (they would run commands on the control
-    plane): use a service-account token (`kubectl create token ...`) or a client certificate.
+    plane): use a service-account token (`kubectl create token ...`), a client certificate, `concurrent
+    cluster bootstrap`, or for EKS and GKE `--eks CLUSTER --region R` / `--gke PROJECT/LOCATION/CLUSTER`:
+    the control plane then mints short-lived tokens itself from its own cloud identity (or stored keys),
+    and the kubeconfig's context gives only the API server's address and CA (its user is dropped here).
     """
+    cloud = _cloud_sign_in(
+        eks_cluster, region, role_arn, aws_keys_file, sts_endpoint, gke_cluster, gcp_key_file
+    )
+    if context is None and gke_cluster:  # the context `gcloud container clusters get-credentials` makes
+        context = "gke_" + gke_cluster.replace("/", "_")
     document = _reduced(kubeconfig_file, context)
+    if cloud is not None:
+        document = _without_user(document)
     clusters = backend(obj)
     chosen = str(document["current-context"])
     pod = _pod_settings(pod_file) if pod_file else None
-    added = clusters.register(name, kubeconfig.dump(document), chosen, namespace, image, pod)
+    added = clusters.register(name, kubeconfig.dump(document), chosen, namespace, image, pod, cloud)
     console.print(
         f"[green]Cluster {added.name!r} registered[/]: {escape(added.server)}, context "
         f"{escape(repr(added.context))}, namespace {added.namespace!r}, auth {added.auth}."
@@ -397,6 +459,76 @@ def _reduced(kubeconfig_file: Path | None, context: str | None) -> dict[str, Any
         raise click.ClickException(f"Cannot read the kubeconfig {path}: {exc}") from None
     reduced = kubeconfig.reduce(kubeconfig.parse(text), context)
     return kubeconfig.flatten(reduced, path.resolve().parent)
+
+
+def _cloud_sign_in(
+    eks: str | None,
+    region: str | None,
+    role_arn: str | None,
+    aws_keys_file: Path | None,
+    sts_endpoint: str | None,
+    gke: str | None,
+    gcp_key_file: Path | None,
+) -> dict[str, Any] | None:
+    """The cloud sign-in the options describe, or None; misplaced options are refused by name."""
+    eks_only = {
+        "--region": region,
+        "--role-arn": role_arn,
+        "--aws-keys": aws_keys_file,
+        "--sts-endpoint": sts_endpoint,
+    }
+    if eks and gke:
+        raise click.UsageError("Give --eks or --gke, not both.")
+    if not eks and (given := [flag for flag, value in eks_only.items() if value]):
+        raise click.UsageError(f"{', '.join(given)} need(s) --eks CLUSTER.")
+    if not gke and gcp_key_file:
+        raise click.UsageError("--gcp-key needs --gke PROJECT/LOCATION/CLUSTER.")
+    if eks:
+        if not region:
+            raise click.UsageError("--eks needs --region (the cluster's AWS region).")
+        keys = _aws_keys(aws_keys_file) if aws_keys_file else {}
+        eks_config = {"kind": "eks", "cluster": eks, "region": region, "role_arn": role_arn}
+        return {**eks_config, "sts_endpoint": sts_endpoint, **keys}
+    if gke:
+        if gke.count("/") != 2 or not all(gke.split("/")):
+            raise click.BadParameter(f"{gke!r}: expected PROJECT/LOCATION/CLUSTER", param_hint="--gke")
+        key = _json_file(gcp_key_file, "--gcp-key") if gcp_key_file else None
+        return {"kind": "gke", "cluster": gke, "service_account_key": key}
+    return None
+
+
+def _aws_keys(path: Path) -> dict[str, Any]:
+    """`{"AccessKey": {"AccessKeyId", "SecretAccessKey"}}` as `aws iam create-access-key` prints it, or the
+    inner object alone (a `SessionToken` too for temporary keys)."""
+    loaded = _json_file(path, "--aws-keys")
+    keys = loaded.get("AccessKey", loaded)
+    if not isinstance(keys, dict) or not keys.get("AccessKeyId") or not keys.get("SecretAccessKey"):
+        raise click.BadParameter(f"{path} has no AccessKeyId and SecretAccessKey", param_hint="--aws-keys")
+    return {
+        "access_key_id": keys["AccessKeyId"],
+        "secret_access_key": keys["SecretAccessKey"],
+        "session_token": keys.get("SessionToken"),
+    }
+
+
+def _json_file(path: Path, flag: str) -> dict[str, Any]:
+    import json
+
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path} as JSON: {exc}", param_hint=flag) from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(f"{path} must hold a JSON object", param_hint=flag)
+    return loaded
+
+
+def _without_user(document: dict[str, Any]) -> dict[str, Any]:
+    """The reduced kubeconfig without its user (an exec plugin, typically): only the cluster is sent."""
+    contexts = [
+        {**c, "context": {k: v for k, v in c["context"].items() if k != "user"}} for c in document["contexts"]
+    ]
+    return {**document, "contexts": contexts, "users": []}
 
 
 def _register_token(

@@ -276,9 +276,10 @@ class KubernetesExecutor:
             try:
                 settings = clusters.get(self.store, name)
                 document = clusters.credentials(self.store, self._cipher(), name)
+                # A cloud sign-in mints its first token here; its failure fails this cluster's tasks.
+                self._clusters[name] = _Cluster(name, settings, document, self._changed)
             except ConcurrentError as exc:
                 raise ExecutorError(f"cluster {name!r}: {exc}") from None
-            self._clusters[name] = _Cluster(name, settings, document, self._changed)
             return self._clusters[name]
 
     def _error(self, cluster: _Cluster, what: str, exc: BaseException) -> ExecutorError:

@@ -292,6 +292,39 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 ClusterName = Annotated[str, Field(pattern=CLUSTER_NAME, description="Cluster name (a DNS label).")]
 
 
+class EksSignIn(_Body):
+    """The control plane mints EKS tokens (presigned STS GetCallerIdentity) from this identity."""
+
+    kind: Literal["eks"]
+    cluster: str = Field(min_length=1, max_length=100, description="The EKS cluster's name.")
+    region: str = Field(pattern=r"^[a-z0-9-]{1,30}$", description="Its AWS region, e.g. `eu-west-1`.")
+    role_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/\S+$",
+        max_length=2048,
+        description="Assumed first.",
+    )
+    access_key_id: str | None = Field(None, max_length=128, description="Default: the server's own identity.")
+    secret_access_key: str | None = Field(None, max_length=256, description="Stored encrypted, never shown.")
+    session_token: str | None = Field(None, max_length=4096)
+    sts_endpoint: str | None = Field(
+        None, pattern=r"^https?://\S+$", max_length=2000, description="Default: the region's STS endpoint."
+    )
+
+
+class GkeSignIn(_Body):
+    """The control plane gets GKE access tokens (OAuth2) for this service account, or its own identity."""
+
+    kind: Literal["gke"]
+    cluster: str | None = Field(None, max_length=300, description="PROJECT/LOCATION/CLUSTER, for display.")
+    service_account_key: dict[str, Any] | None = Field(
+        None, description="A service-account JSON key, stored encrypted; default: workload identity."
+    )
+
+
+CloudSignIn = Annotated[EksSignIn | GkeSignIn, Field(discriminator="kind")]
+
+
 class ClusterRegister(_Body):
     name: ClusterName
     kubeconfig: str = Field(
@@ -307,6 +340,9 @@ class ClusterRegister(_Body):
     )
     image: str | None = Field(None, pattern=IMAGE, description="Container image for tasks on this cluster.")
     pod: PodDefaults | None = Field(None, description="What every task pod on this cluster gets.")
+    cloud: CloudSignIn | None = Field(
+        None, description="EKS/GKE: the control plane signs in itself; the kubeconfig's context has no user."
+    )
 
 
 class ClusterUpdate(_Body):
@@ -317,6 +353,7 @@ class ClusterUpdate(_Body):
     namespace: str | None = Field(None, pattern=NAMESPACE)
     image: str | None = Field(None, max_length=255, description="Empty string or null clears it.")
     pod: PodDefaults | None = Field(None, description="Replaces the pod defaults; `{}` clears them.")
+    cloud: CloudSignIn | None = Field(None, description="A new cloud sign-in (same rules as POST).")
 
 
 class ClusterInfo(BaseModel):

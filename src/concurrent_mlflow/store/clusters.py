@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from concurrent_mlflow import kubeconfig
+from concurrent_mlflow import cloud_auth, kubeconfig
 from concurrent_mlflow.dag import Toleration
 from concurrent_mlflow.errors import ClusterConfigError, ClusterNotFoundError, ConflictError
 from concurrent_mlflow.store.crypto import Cipher
@@ -94,12 +95,15 @@ def register(
     image: str | None = None,
     user: str | None = None,
     pod: Any = None,
+    cloud: Mapping[str, Any] | None = None,
 ) -> Cluster:
-    """Validate the kubeconfig, keep only the chosen context, store it encrypted; a taken name is refused."""
+    """Validate the kubeconfig, keep only the chosen context, store it encrypted; a taken name is refused.
+    With `cloud` (cloud_auth.py), the control plane signs in itself and the kubeconfig gives the API
+    server's address and CA only."""
     validate_name(name)
     loaded = kubeconfig.load(kubeconfig_text, context, namespace)
     row = ClusterRow(name=name, kind="kubernetes", created_by=user)
-    _set_kubeconfig(row, cipher, loaded, _image(image))
+    _set_kubeconfig(row, cipher, loaded, _image(image), _cloud(cloud, loaded))
     row.config = {**row.config, "pod": pod_defaults(pod)}
     try:
         with store.transaction() as session:
@@ -124,16 +128,23 @@ def update(
     namespace: str | None = None,
     image: str | None = None,
     pod: Any = None,
+    cloud: Mapping[str, Any] | None = None,
 ) -> Cluster:
     """Change settings or credentials; None keeps a value, `image=""` (or `pod={}`) clears it. New
-    credentials or a new namespace forget the last check, which no longer says anything about them."""
+    credentials or a new namespace forget the last check, which no longer says anything about them. A
+    new kubeconfig without a user keeps the cluster's cloud sign-in; one with its own credentials ends it."""
     with store.transaction() as session:
         row = _row(session.get(ClusterRow, name), name)
         config = dict(row.config)
-        if kubeconfig_text is not None:
+        if kubeconfig_text is not None or cloud is not None:
             chosen = context or config["context"]
-            loaded = kubeconfig.load(kubeconfig_text, chosen, namespace or config["namespace"])
-            _set_kubeconfig(row, cipher, loaded, config.get("image"))
+            previous = _decrypt(row, cipher)
+            text = (
+                kubeconfig_text if kubeconfig_text is not None else kubeconfig.dump(_without_cloud(previous))
+            )
+            loaded = kubeconfig.load(text, chosen, namespace or config["namespace"])
+            kept = previous.get(cloud_auth.CONFIG_KEY) if loaded.auth == "none" else None
+            _set_kubeconfig(row, cipher, loaded, config.get("image"), _cloud(cloud or kept, loaded))
         elif context is not None and context != config["context"]:
             raise ClusterConfigError(
                 f"context: cluster {name!r} stores only context {config['context']!r}; to use {context!r} "
@@ -192,18 +203,38 @@ def rotate(store: Store, cipher: Cipher) -> int:
 
 
 def _set_kubeconfig(
-    row: ClusterRow, cipher: Cipher, loaded: kubeconfig.Kubeconfig, image: str | None
+    row: ClusterRow,
+    cipher: Cipher,
+    loaded: kubeconfig.Kubeconfig,
+    image: str | None,
+    cloud: dict[str, Any] | None = None,
 ) -> None:
-    row.secret = cipher.encrypt(json.dumps(loaded.document, sort_keys=True).encode())
+    document = {**loaded.document, **({cloud_auth.CONFIG_KEY: cloud} if cloud else {})}
+    row.secret = cipher.encrypt(json.dumps(document, sort_keys=True).encode())
     row.config = {
         "context": loaded.context,
         "namespace": loaded.namespace,
         "server": loaded.server,
-        "auth": loaded.auth,
+        "auth": cloud_auth.describe(cloud) if cloud else loaded.auth,
         "image": image,
         "pod": (row.config or {}).get("pod", {}),
     }
     _forget_check(row)
+
+
+def _cloud(cloud: Mapping[str, Any] | None, loaded: kubeconfig.Kubeconfig) -> dict[str, Any] | None:
+    if cloud is None:
+        return None
+    if loaded.auth != "none":
+        raise ClusterConfigError(
+            f"kubeconfig: its user has credentials of its own ({loaded.auth}); with --eks or --gke the "
+            "control plane signs in itself, so give a kubeconfig context without a user (the CLI drops it)"
+        )
+    return cloud_auth.checked(cloud)
+
+
+def _without_cloud(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != cloud_auth.CONFIG_KEY}
 
 
 def _forget_check(row: ClusterRow) -> None:

@@ -42,6 +42,7 @@ def register_cluster(body: api.ClusterRegister, context: Context, caller: Caller
         image=body.image,
         user=caller.user,
         pod=body.pod.model_dump(mode="json", by_alias=True) if body.pod else None,
+        cloud=body.cloud.model_dump(exclude_none=True) if body.cloud else None,
     )
     log.info(
         "cluster %s registered by %s: %s, namespace %s",
@@ -73,6 +74,7 @@ def update_cluster(
         namespace=body.namespace,
         image=image,
         pod=body.pod.model_dump(mode="json", by_alias=True) if body.pod is not None else None,
+        cloud=body.cloud.model_dump(exclude_none=True) if body.cloud else None,
     )
     log.info("cluster %s updated by %s (%s)", name, caller.user, ", ".join(sorted(body.model_fields_set)))
     return _info(cluster)
