@@ -288,7 +288,7 @@ def _fetch_checkout(repo: str, version: str | None, cache_dir: Path) -> Path:
     with _file_lock(git_dir.with_name(f"{git_dir.name}.lock")):
         sha = version.lower() if version and _is_full_sha(version) and _has_commit(git_dir, version) else None
         if sha is None:
-            _sync_mirror(git_dir, bare, git_credentials.git_env([repo], os.environ))
+            _sync_mirror(git_dir, bare, git_credentials.git_env([repo], os.environ), shown=_redact(repo))
             sha = _rev_parse(git_dir, repo, version)
         return _materialise(git_dir, sha, cache_dir / "checkouts")
 
@@ -309,8 +309,9 @@ def _mirror_dir(repo: str, cache_dir: Path) -> Path:
     return cache_dir / "git" / hashlib.sha256(repo.encode()).hexdigest()[:16]
 
 
-def _sync_mirror(git_dir: Path, repo: str, credentials: Mapping[str, str]) -> None:
-    failure = f"cannot fetch git repository {_redact(repo)}"
+def _sync_mirror(git_dir: Path, repo: str, credentials: Mapping[str, str], *, shown: str) -> None:
+    """Clone or fetch the mirror of `repo`; a failure names it as `shown` (its user, never its password)."""
+    failure = f"cannot fetch git repository {shown}"
     hint = "check the URL, the network and your git credentials (git runs here without prompting)"
     if git_dir.is_dir():
         fetch = ["--git-dir", str(git_dir), "fetch", "--prune", "--quiet"]
