@@ -146,6 +146,9 @@ def test_a_changed_key_names_the_cluster_and_says_what_to_do(
     message = str(caught.value)
     assert "cluster 'dev'" in message
     assert KEY_ENV in message and "rotate-key" in message and "register" in message
+    # New credentials repair it under the new key, whatever the old ones were.
+    clusters.update(store, load_cipher(tmp_path), "dev", kubeconfig_text=dump(document()))
+    assert clusters.credentials(store, load_cipher(tmp_path), "dev")["users"][0]["user"]["token"] == TOKEN
 
 
 def test_rotating_the_key_reencrypts_under_the_new_one(

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from concurrent_mlflow import cloud_auth, kubeconfig
 from concurrent_mlflow.dag import Toleration
-from concurrent_mlflow.errors import ClusterConfigError, ClusterNotFoundError, ConflictError
+from concurrent_mlflow.errors import ClusterConfigError, ClusterNotFoundError, ConcurrentError, ConflictError
 from concurrent_mlflow.store.crypto import Cipher
 from concurrent_mlflow.store.db import Store
 from concurrent_mlflow.store.models import ClusterRow, utcnow
@@ -138,12 +138,10 @@ def update(
         config = dict(row.config)
         if kubeconfig_text is not None or cloud is not None:
             chosen = context or config["context"]
-            previous = _decrypt(row, cipher)
-            text = (
-                kubeconfig_text if kubeconfig_text is not None else kubeconfig.dump(_without_cloud(previous))
-            )
-            loaded = kubeconfig.load(text, chosen, namespace or config["namespace"])
-            kept = previous.get(cloud_auth.CONFIG_KEY) if loaded.auth == "none" else None
+            if kubeconfig_text is None:  # a new sign-in for the stored address and CA
+                kubeconfig_text = kubeconfig.dump(_without_cloud(_decrypt(row, cipher)))
+            loaded = kubeconfig.load(kubeconfig_text, chosen, namespace or config["namespace"])
+            kept = _stored_cloud(row, cipher) if cloud is None and loaded.auth == "none" else None
             _set_kubeconfig(row, cipher, loaded, config.get("image"), _cloud(cloud or kept, loaded))
         elif context is not None and context != config["context"]:
             raise ClusterConfigError(
@@ -231,6 +229,16 @@ def _cloud(cloud: Mapping[str, Any] | None, loaded: kubeconfig.Kubeconfig) -> di
             "control plane signs in itself, so give a kubeconfig context without a user (the CLI drops it)"
         )
     return cloud_auth.checked(cloud)
+
+
+def _stored_cloud(row: ClusterRow, cipher: Cipher) -> dict[str, Any] | None:
+    """The cluster's cloud sign-in, if its stored credentials can still be read (new credentials are how
+    a cluster whose key was lost is repaired, so an unreadable old one is no error here)."""
+    try:
+        found = _decrypt(row, cipher).get(cloud_auth.CONFIG_KEY)
+    except ConcurrentError:
+        return None
+    return dict(found) if isinstance(found, dict) else None
 
 
 def _without_cloud(document: dict[str, Any]) -> dict[str, Any]:
