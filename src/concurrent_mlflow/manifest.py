@@ -102,6 +102,7 @@ class ProjectSpec:
     manifests_per_file: int | None = None  # how the stored plan packs manifests (None: one per file)
     tags: dict[str, str] = field(default_factory=dict)  # MLflow's tags of a run of this project (run_tags.py)
     image: str | None = None  # a docker_env project's image: its tasks on Kubernetes run in it
+    image_env: dict[str, str] = field(default_factory=dict)  # its docker_env.environment, set in those pods
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,5 +152,6 @@ def spec_from_json(data: dict[str, Any]) -> TaskSpec:
         env_manager=str(data["env_manager"]),
         manifests_per_file=per_file,
         tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+        image_env={str(k): str(v) for k, v in (data.get("image_env") or {}).items()},
         image=None if data.get("image") is None else str(data["image"]),
     )

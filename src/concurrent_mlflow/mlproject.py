@@ -52,6 +52,7 @@ class Project:
     env_type: str | None
     env_config_path: str | None
     docker_image: Any = None  # a docker_env's `image` (only MLflow's loader reads docker_env projects)
+    docker_environment: Any = None  # a docker_env's `environment`: [NAME, value] pairs and NAMEs to copy
 
 
 def load_plain(directory: Path) -> Project | None:
@@ -85,8 +86,15 @@ def from_mlflow(directory: Path) -> Project:
         )
         for name, ep in dict(spec._entry_points).items()
     }
-    docker_image = (spec.docker_env or {}).get("image")
-    return Project(spec.name, entry_points, spec.env_type, spec.env_config_path, docker_image)
+    docker_env = spec.docker_env or {}
+    return Project(
+        spec.name,
+        entry_points,
+        spec.env_type,
+        spec.env_config_path,
+        docker_env.get("image"),
+        docker_env.get("environment"),
+    )
 
 
 def uri_problem(name: str, value: str) -> str | None:

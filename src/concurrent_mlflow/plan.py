@@ -149,6 +149,7 @@ def _spec(dag: Dag, node: ProjectNode | InferenceNode, base_dir: Path, cache_dir
         env_manager=env_manager,
         tags=project_tags(project, node.entry_point, env_manager, branch=branch),
         image=project.docker_image,
+        image_env=project.docker_environment,
     )
 
 

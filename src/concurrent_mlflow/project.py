@@ -31,8 +31,9 @@ import subprocess
 import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import yaml
 
@@ -83,6 +84,8 @@ class ResolvedProject:
     """The python_env or conda_env file, when the MLproject names one."""
     docker_image: str | None = None
     """A docker_env project's image."""
+    docker_environment: dict[str, str] = field(default_factory=dict)
+    """A docker_env project's `environment`, its containers' variables."""
 
 
 def is_git_uri(uri: str) -> bool:
@@ -127,8 +130,10 @@ def resolve_project(uri: str, version: str | None, *, base_dir: Path, cache_dir:
         commit, work_dir = _resolve_git(f"{repo.as_uri()}#{subdir}", version, cache_dir)
     else:
         commit, work_dir = None, _resolve_local(uri, base_dir)
-    name, entry_points, env_type, env_file, image = _read_mlproject(work_dir)
-    return ResolvedProject(uri, version, commit, work_dir, name, entry_points, env_type, env_file, image)
+    name, entry_points, env_type, env_file, image, image_env = _read_mlproject(work_dir)
+    return ResolvedProject(
+        uri, version, commit, work_dir, name, entry_points, env_type, env_file, image, image_env
+    )
 
 
 def git_repository_of(project: ResolvedProject) -> str | None:
@@ -450,7 +455,7 @@ def _listing(names: list[str]) -> str:
 
 def _read_mlproject(
     work_dir: Path,
-) -> tuple[str | None, dict[str, EntryPointSpec], str, Path | None, str | None]:
+) -> tuple[str | None, dict[str, EntryPointSpec], str, Path | None, str | None, dict[str, str]]:
     try:
         found = any(p.name.lower() == "mlproject" and p.is_file() for p in work_dir.iterdir())
     except OSError as exc:
@@ -462,7 +467,26 @@ def _read_mlproject(
     name = None if spec.name is None else str(spec.name)
     env_file = Path(spec.env_config_path) if spec.env_config_path else None
     image = str(spec.docker_image) if spec.docker_image else None
-    return name, entry_points, _env_type(spec), env_file, image
+    return name, entry_points, _env_type(spec), env_file, image, _docker_environment(spec.docker_environment)
+
+
+def _docker_environment(raw: Any) -> dict[str, str]:
+    """`docker_env.environment` as the variables of the project's containers. MLflow's docker backend also
+    copies a bare `NAME` from the environment of whoever runs `mlflow run`; a pod has no such caller (and
+    must not get the control plane's variables), so that form is refused with the way to write it."""
+    variables: dict[str, str] = {}
+    for entry in raw or []:
+        if isinstance(entry, list | tuple) and len(entry) == 2:
+            variables[str(entry[0])] = str(entry[1])
+        elif isinstance(entry, str):
+            raise ProjectError(
+                f"docker_env.environment: {entry!r} copies a variable from the machine running `mlflow run`, "
+                f"which a task pod does not have; write it as [{entry!r}, value], or give the cluster's pods "
+                "the variable (`concurrent cluster update NAME --pod`, key env)"
+            )
+        else:
+            raise ProjectError(f"docker_env.environment: {entry!r} is neither [NAME, value] nor NAME")
+    return variables
 
 
 def _load_with_mlflow(work_dir: Path) -> mlproject.Project:

@@ -393,6 +393,7 @@ def test_a_docker_env_project_runs_in_its_own_image(
     for child in children:
         log = done.artifact_text(child.info.run_id, "logs/task.log", tmp_path / child.info.run_id)
         assert "in this pod, the project's image" in log and "\n42\n" in log
+        assert "hello from the MLproject" in log  # its docker_env.environment
 
 
 def test_a_private_git_project_runs_in_pods_with_its_token_only_in_a_secret(

@@ -489,3 +489,16 @@ def test_docker_env_on_kubernetes_runs_in_the_projects_image_without_docker_here
 
     assert env_problems(env_dag(project, ", cluster: gke"), tmp_path) == []
     assert resolve_local(project, tmp_path).docker_image == "python:3.11"
+
+
+def test_docker_env_environment_becomes_the_pods_variables_and_a_host_copy_is_refused(tmp_path: Path) -> None:
+    from concurrent_mlflow.project import _docker_environment
+
+    assert _docker_environment([["A", "1"], ("B", 2)]) == {"A": "1", "B": "2"}
+    assert _docker_environment(None) == {}
+    with pytest.raises(
+        ProjectError, match=r"copies a variable from the machine running `mlflow run`.*\['HOME', value\]"
+    ):
+        _docker_environment(["HOME"])
+    with pytest.raises(ProjectError, match="neither"):
+        _docker_environment([["A", "1", "2"]])

@@ -609,7 +609,7 @@ class Engine:
         assert run.mlflow_run_id and run.experiment_id
         dag = self._dag(run.id)
         node = self._task_node(run.id, items[0][0])
-        image = self._project_image(run, node_id)
+        image, image_env = self._project_image(run, node_id)
         items = sorted(items, key=lambda item: item[0].partition)  # Job names depend on the order
         by_partition = {task.partition: (task, aid) for task, aid, _ in items}
         children: dict[int, str] = {task.partition: child for task, _, child in items if child}
@@ -636,7 +636,7 @@ class Engine:
             timeout=dag.timeout(node),
             env={
                 **self._task_env(run, remote=True),
-                **({PROJECT_IMAGE_ENV: image} if image else {}),
+                **({PROJECT_IMAGE_ENV: image, **image_env} if image else {}),
                 **self._pod_threads(node),
             },
             cpu=node.resources.cpu if node.resources else None,
@@ -725,11 +725,14 @@ class Engine:
         tx.attach_child(self.store, attempt_id, child)
         return child
 
-    def _project_image(self, run: RunRow, node_id: str) -> str | None:
-        """A docker_env project's image, which its pods run in; None: the cluster's worker image."""
+    def _project_image(self, run: RunRow, node_id: str) -> tuple[str | None, dict[str, str]]:
+        """A docker_env project's image, which its pods run in, and its `environment`; (None, {}): the
+        cluster's worker image."""
         assert run.mlflow_run_id
         spec = self._plans.spec(run.id, run.mlflow_run_id, node_id)
-        return spec.image if isinstance(spec, ProjectSpec) else None
+        if isinstance(spec, ProjectSpec) and spec.image:
+            return spec.image, spec.image_env
+        return None, {}
 
     def _project_tags(self, run: RunRow, node_id: str) -> dict[str, str]:
         """MLflow's tags for a run of the node's project, from its planned spec ({} if that is unreadable:
