@@ -164,6 +164,16 @@ def secret_values(document: dict[str, Any]) -> list[str]:
     return sorted(set(values), key=len, reverse=True)
 
 
+def without_user(document: dict[str, Any]) -> dict[str, Any]:
+    """A reduced kubeconfig without its user (an exec plugin, say): the API server's address and CA only,
+    for a cluster whose control plane signs in itself (cloud_auth.py)."""
+    contexts = [
+        {**entry, "context": {k: v for k, v in entry["context"].items() if k != "user"}}
+        for entry in document["contexts"]
+    ]
+    return {**document, "contexts": contexts, "users": []}
+
+
 def dump(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 

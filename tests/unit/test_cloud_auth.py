@@ -17,7 +17,8 @@ from tests.unit.test_clusters import document, dump
 from concurrent_mlflow import cloud_auth
 from concurrent_mlflow.cli import main
 from concurrent_mlflow.errors import ClusterConfigError
-from concurrent_mlflow.store import clusters
+from concurrent_mlflow.settings import Paths
+from concurrent_mlflow.store import clusters, open_store
 from concurrent_mlflow.store.crypto import KEY_ENV, Cipher, load_cipher
 from concurrent_mlflow.store.db import Store
 
@@ -120,3 +121,43 @@ def test_cli_cloud_options_are_checked(args: list[str], message: str, tmp_path: 
         ["--home", str(tmp_path), "cluster", "add", "x", "--kubeconfig", str(tmp_path / "kubeconfig"), *args],
     )
     assert done.exit_code == 2 and message in done.output, done.output
+
+
+def test_a_token_cluster_switches_to_a_cloud_sign_in_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
+    (tmp_path / "kubeconfig").write_text(dump(document()))
+    (tmp_path / "keys.json").write_text(
+        '{"AccessKey": {"AccessKeyId": "AKIAX", "SecretAccessKey": "s3cr3t"}}'
+    )
+    run = CliRunner().invoke
+    home = ["--home", str(tmp_path)]
+    added = run(
+        main, [*home, "cluster", "add", "dev", "--kubeconfig", str(tmp_path / "kubeconfig"), "--no-check"]
+    )
+    assert added.exit_code == 0 and "auth token" in added.output, added.output
+    switched = run(
+        main,
+        [
+            *home,
+            "cluster",
+            "update",
+            "dev",
+            "--eks",
+            "prod",
+            "--region",
+            "eu-west-1",
+            "--aws-keys",
+            str(tmp_path / "keys.json"),
+        ],
+    )
+    assert switched.exit_code == 0, switched.output
+    paths = Paths(tmp_path)
+    stored = clusters.credentials(open_store(paths.store_url), load_cipher(paths.home), "dev")
+    assert stored["users"] == [] and stored[cloud_auth.CONFIG_KEY]["secret_access_key"] == "s3cr3t"
+    assert (
+        clusters.get(open_store(paths.store_url), "dev").auth == "eks (prod, eu-west-1, stored access keys)"
+    )
+    back = run(main, [*home, "cluster", "update", "dev", "--kubeconfig", str(tmp_path / "kubeconfig")])
+    assert back.exit_code == 0 and clusters.get(open_store(paths.store_url), "dev").auth == "token"

@@ -7,6 +7,7 @@ contexts' credentials never leave this machine, and the server never reads a pat
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -185,6 +186,65 @@ KUBECONFIG_OPTION = click.option(
 )
 
 
+CLOUD_OPTIONS = [
+    click.option("--eks", "eks_cluster", default=None, metavar="CLUSTER", help="EKS: the server signs in."),
+    click.option("--region", default=None, help="--eks: the cluster's AWS region."),
+    click.option("--role-arn", default=None, help="--eks: an IAM role the server assumes first."),
+    click.option(
+        "--aws-keys",
+        "aws_keys_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="--eks: JSON access keys (as `aws iam create-access-key` prints them), stored encrypted "
+        "[default: the server's own identity: IRSA, instance role, AWS_* variables].",
+    ),
+    click.option("--sts-endpoint", default=None, help="--eks: another STS endpoint (a VPC endpoint)."),
+    click.option(
+        "--gke", "gke_cluster", default=None, metavar="PROJECT/LOCATION/CLUSTER", help="GKE: likewise."
+    ),
+    click.option(
+        "--gcp-key",
+        "gcp_key_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="--gke: a service-account JSON key, stored encrypted [default: the server's workload identity].",
+    ),
+]
+
+
+CLOUD_PARAMETERS = (
+    "eks_cluster",
+    "region",
+    "role_arn",
+    "aws_keys_file",
+    "sts_endpoint",
+    "gke_cluster",
+    "gcp_key_file",
+)  # fmt: skip  (in _cloud_sign_in's order)
+
+
+def cloud_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The --eks / --gke options, handed to `command` as one `cloud` sign-in (None without them)."""
+
+    @functools.wraps(command)
+    def with_cloud(*args: Any, **kwargs: Any) -> None:
+        names = (
+            "eks_cluster",
+            "region",
+            "role_arn",
+            "aws_keys_file",
+            "sts_endpoint",
+            "gke_cluster",
+            "gcp_key_file",
+        )
+        given = [kwargs.pop(name) for name in names]
+        command(*args, cloud=_cloud_sign_in(*given), **kwargs)
+
+    for option in reversed(CLOUD_OPTIONS):
+        with_cloud = option(with_cloud)
+    return with_cloud
+
+
 @click.group()
 def cluster() -> None:
     """Kubernetes clusters that nodes can run on: credentials are stored encrypted, never shown."""
@@ -197,28 +257,7 @@ def cluster() -> None:
 @click.option("--namespace", default=None, help="Namespace for tasks [default: the context's, else default].")
 @click.option("--image", default=None, help="Container image for tasks on this cluster.")
 @POD_OPTION
-@click.option(
-    "--eks", "eks_cluster", default=None, metavar="CLUSTER", help="EKS: the server signs in itself."
-)
-@click.option("--region", default=None, help="--eks: the cluster's AWS region.")
-@click.option("--role-arn", default=None, help="--eks: an IAM role the server assumes first.")
-@click.option(
-    "--aws-keys",
-    "aws_keys_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="--eks: JSON access keys (as `aws iam create-access-key` prints them), stored encrypted "
-    "[default: the server's own identity: IRSA, instance role, AWS_* variables].",
-)
-@click.option("--sts-endpoint", default=None, help="--eks: another STS endpoint (a VPC endpoint).")
-@click.option("--gke", "gke_cluster", default=None, metavar="PROJECT/LOCATION/CLUSTER", help="GKE: likewise.")
-@click.option(
-    "--gcp-key",
-    "gcp_key_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="--gke: a service-account JSON key, stored encrypted [default: the server's workload identity].",
-)
+@cloud_options
 @click.option("--check/--no-check", default=True, show_default=True, help="Check reachability right away.")
 @click.pass_obj
 def cluster_add(
@@ -229,13 +268,7 @@ def cluster_add(
     namespace: str | None,
     image: str | None,
     pod_file: Path | None,
-    eks_cluster: str | None,
-    region: str | None,
-    role_arn: str | None,
-    aws_keys_file: Path | None,
-    sts_endpoint: str | None,
-    gke_cluster: str | None,
-    gcp_key_file: Path | None,
+    cloud: dict[str, Any] | None,
     check: bool,
 ) -> None:
     """Register NAME: one context of a kubeconfig, with the files it refers to inlined, stored encrypted.
@@ -246,14 +279,7 @@ def cluster_add(
     the control plane then mints short-lived tokens itself from its own cloud identity (or stored keys),
     and the kubeconfig's context gives only the API server's address and CA (its user is dropped here).
     """
-    cloud = _cloud_sign_in(
-        eks_cluster, region, role_arn, aws_keys_file, sts_endpoint, gke_cluster, gcp_key_file
-    )
-    if context is None and gke_cluster:  # the context `gcloud container clusters get-credentials` makes
-        context = "gke_" + gke_cluster.replace("/", "_")
-    document = _reduced(kubeconfig_file, context)
-    if cloud is not None:
-        document = _without_user(document)
+    document = _reduced_for(kubeconfig_file, context, cloud)
     clusters = backend(obj)
     chosen = str(document["current-context"])
     pod = _pod_settings(pod_file) if pod_file else None
@@ -371,6 +397,7 @@ def cluster_rotate_token(
 @click.option("--namespace", default=None, help="Another namespace for tasks.")
 @click.option("--image", default=None, help="Another image; an empty string clears it.")
 @POD_OPTION
+@cloud_options
 @click.pass_obj
 def cluster_update(
     obj: CliContext,
@@ -380,19 +407,25 @@ def cluster_update(
     namespace: str | None,
     image: str | None,
     pod_file: Path | None,
+    cloud: dict[str, Any] | None,
 ) -> None:
-    """Change NAME's credentials (--kubeconfig), namespace or image; new credentials forget the last check."""
+    """Change NAME's credentials (--kubeconfig, or a cloud sign-in with --eks / --gke), namespace or image;
+    new credentials forget the last check."""
     changes: dict[str, Any] = {}
     if kubeconfig_file is not None:
-        document = _reduced(kubeconfig_file, context)
+        document = _reduced_for(kubeconfig_file, context, cloud)
         changes["kubeconfig"], context = kubeconfig.dump(document), str(document["current-context"])
+    if cloud is not None:
+        changes["cloud"] = cloud
     changes.update({k: v for k, v in (("context", context), ("namespace", namespace)) if v is not None})
     if image is not None:
         changes["image"] = image
     if pod_file is not None:
         changes["pod"] = _pod_settings(pod_file)
     if not changes:
-        raise click.UsageError("Nothing to change: give --kubeconfig, --namespace, --image or --pod.")
+        raise click.UsageError(
+            "Nothing to change: give --kubeconfig, --eks/--gke, --namespace, --image or --pod."
+        )
     updated = backend(obj).update(name, changes)
     console.print(f"[green]Cluster {updated.name!r} updated[/]: namespace {updated.namespace!r}.")
 
@@ -523,12 +556,15 @@ def _json_file(path: Path, flag: str) -> dict[str, Any]:
     return loaded
 
 
-def _without_user(document: dict[str, Any]) -> dict[str, Any]:
-    """The reduced kubeconfig without its user (an exec plugin, typically): only the cluster is sent."""
-    contexts = [
-        {**c, "context": {k: v for k, v in c["context"].items() if k != "user"}} for c in document["contexts"]
-    ]
-    return {**document, "contexts": contexts, "users": []}
+def _reduced_for(
+    kubeconfig_file: Path | None, context: str | None, cloud: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The kubeconfig context to register; with a cloud sign-in, without its user (only the address and CA
+    are sent), and for GKE the context `gcloud container clusters get-credentials` makes by default."""
+    if context is None and cloud and cloud["kind"] == "gke":
+        context = "gke_" + str(cloud["cluster"]).replace("/", "_")
+    document = _reduced(kubeconfig_file, context)
+    return kubeconfig.without_user(document) if cloud else document
 
 
 def _register_token(

@@ -139,7 +139,9 @@ def update(
         if kubeconfig_text is not None or cloud is not None:
             chosen = context or config["context"]
             if kubeconfig_text is None:  # a new sign-in for the stored address and CA
-                kubeconfig_text = kubeconfig.dump(_without_cloud(_decrypt(row, cipher)))
+                kubeconfig_text = kubeconfig.dump(
+                    kubeconfig.without_user(_without_cloud(_decrypt(row, cipher)))
+                )
             loaded = kubeconfig.load(kubeconfig_text, chosen, namespace or config["namespace"])
             kept = _stored_cloud(row, cipher) if cloud is None and loaded.auth == "none" else None
             _set_kubeconfig(row, cipher, loaded, config.get("image"), _cloud(cloud or kept, loaded))
