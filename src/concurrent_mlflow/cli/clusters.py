@@ -345,9 +345,9 @@ def cluster_bootstrap(
     wanted = boot.objects(kubeconfig.validate_namespace(namespace))
     admin = _reduced(kubeconfig_file, context)
     if dry_run:
-        console.print(yaml.safe_dump_all(wanted, sort_keys=False), markup=False, highlight=False)
+        click.echo(yaml.safe_dump_all(wanted, sort_keys=False), nl=False)  # as it is: `kubectl apply -f -`
         server = admin["clusters"][0]["cluster"].get("server")
-        console.print(
+        err.print(
             f"Then: a token of ServiceAccount {namespace}/{boot.ACCOUNT} valid {token_duration}, and cluster "
             f"{name!r} registered (or updated) with it for {server}. Nothing was changed.",
             markup=False,
