@@ -196,7 +196,7 @@ def test_cancel_deletes_the_job_and_its_pods(
 
     done = run.finished(timeout=60)
 
-    assert done.state == "cancelled"
+    assert done.state == "cancelled", done.view  # (once seen `failed` under a loaded suite: say why)
     assert {r.info.status for r in done.children("upper")} == {"KILLED"}
     wait_until("the Job is gone", lambda: not jobs(testbed, done.run_id), timeout=60)
     wait_until("no pod process is left", lambda: not kubelet.processes, timeout=30)
