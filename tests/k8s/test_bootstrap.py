@@ -48,7 +48,9 @@ def test_bootstrap_registers_a_least_privilege_token_that_runs_a_dag(
 
     planned = bootstrap(tracking_env, "bootstrap", "boot", *common, "--dry-run")
     assert planned.returncode == 0, planned.stderr
-    assert "Nothing was changed" in planned.stderr  # stdout is only the objects, ready for kubectl apply
+    assert "Nothing was changed" in " ".join(
+        planned.stderr.split()
+    )  # stdout is only the objects, ready for kubectl apply
     assert [d["kind"] for d in yaml.safe_load_all(planned.stdout)] == [
         "Namespace", "ServiceAccount", "Role", "RoleBinding"
     ]  # fmt: skip
