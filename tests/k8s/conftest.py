@@ -110,6 +110,15 @@ def second_testbed() -> Iterator[Testbed]:
     yield from _start(f"pytest-{os.getpid()}-b")
 
 
+def cluster_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`concurrent cluster ARGS` as a user runs it, on the data dir `home`."""
+    env = {**os.environ, "CONCURRENT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "concurrent_mlflow.cli", "cluster", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def python_on_path() -> str:
     """The PATH the harness gives pods: this interpreter's bin dir first, so `python` is ours."""
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -18,18 +16,10 @@ from concurrent_mlflow.settings import Paths
 from concurrent_mlflow.store import clusters, open_store
 from concurrent_mlflow.store.crypto import load_cipher
 from tests.integration.conftest import RunDag, fan_in_dag, make_files
-from tests.k8s.conftest import Testbed
+from tests.k8s.conftest import Testbed, cluster_cli
 from tests.k8s.kubelet import Kubelet
 from tests.k8s.test_deploy import GRANTED, REFUSED, TASKS, _allowed
 from tests.k8s.test_kubernetes_runs import HARNESS_POD
-
-
-def bootstrap(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONCURRENT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "concurrent_mlflow.cli", "cluster", *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def stored_token(home: Path, name: str) -> str:
@@ -46,7 +36,7 @@ def test_bootstrap_registers_a_least_privilege_token_that_runs_a_dag(
     (tmp_path / "pod.yaml").write_text(yaml.safe_dump(HARNESS_POD))
     common = ["--kubeconfig", admin, "--namespace", namespace, "--pod", str(tmp_path / "pod.yaml")]
 
-    planned = bootstrap(tracking_env, "bootstrap", "boot", *common, "--dry-run")
+    planned = cluster_cli(tracking_env, "bootstrap", "boot", *common, "--dry-run")
     assert planned.returncode == 0, planned.stderr
     assert "Nothing was changed" in " ".join(
         planned.stderr.split()
@@ -58,7 +48,7 @@ def test_bootstrap_registers_a_least_privilege_token_that_runs_a_dag(
     core = client.CoreV1Api(api)
     assert namespace not in {n.metadata.name for n in core.list_namespace().items}  # nothing was changed
 
-    done = bootstrap(tracking_env, "bootstrap", "boot", *common, "--token-duration", "2h")
+    done = cluster_cli(tracking_env, "bootstrap", "boot", *common, "--token-duration", "2h")
     assert done.returncode == 0, done.stderr
     assert (
         "created Namespace" in done.stdout and "registered" in done.stdout and "is reachable" in done.stdout
@@ -87,21 +77,23 @@ def test_bootstrap_registers_a_least_privilege_token_that_runs_a_dag(
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace).items
     assert jobs and all(j.status.succeeded for j in jobs)
 
-    again = bootstrap(tracking_env, "bootstrap", "boot", *common)
+    again = cluster_cli(tracking_env, "bootstrap", "boot", *common)
     assert again.returncode == 0, again.stderr
     assert "updated Role" in again.stdout and "updated with a new token" in again.stdout
     assert stored_token(tracking_env, "boot") != token
 
     rotated_from = stored_token(tracking_env, "boot")
-    rotated = bootstrap(tracking_env, "rotate-token", "boot", "--kubeconfig", admin, "--token-duration", "1h")
+    rotated = cluster_cli(
+        tracking_env, "rotate-token", "boot", "--kubeconfig", admin, "--token-duration", "1h"
+    )
     assert rotated.returncode == 0, rotated.stderr
     assert "is reachable" in rotated.stdout and stored_token(tracking_env, "boot") != rotated_from
 
-    too_short = bootstrap(
+    too_short = cluster_cli(
         tracking_env, "rotate-token", "boot", "--kubeconfig", admin, "--token-duration", "5m"
     )
     assert too_short.returncode != 0 and "at least 10 minutes" in too_short.stderr
-    unknown = bootstrap(tracking_env, "rotate-token", "nope", "--kubeconfig", admin)
+    unknown = cluster_cli(tracking_env, "rotate-token", "nope", "--kubeconfig", admin)
     assert unknown.returncode != 0 and "bootstrap it first" in unknown.stderr
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from concurrent_mlflow.cluster_bootstrap import ROLE, apply, objects
 from tests.fixtures.cloud_identity import CloudIdentity, serve
 from tests.fixtures.s3_server import S3Server
 from tests.integration.conftest import RunDag, fan_in_dag, make_files
-from tests.k8s.conftest import Testbed
+from tests.k8s.conftest import Testbed, cluster_cli
 from tests.k8s.kubelet import Kubelet
 from tests.k8s.test_kubernetes_runs import HARNESS_POD
 
@@ -34,14 +32,6 @@ GKE_EMAIL = "runner@testbed-project.iam.gserviceaccount.com"
 @pytest.fixture
 def cloud(testbed: Testbed, s3_server: S3Server) -> Iterator[CloudIdentity]:
     yield from serve(CloudIdentity(moto_url=s3_server.endpoint_url, port=testbed.port + 6))
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONCURRENT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "concurrent_mlflow.cli", "cluster", *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def status_with(testbed: Testbed, token: str, namespace: str) -> int:
@@ -86,15 +76,15 @@ def test_eks_and_gke_sign_in_run_dags_and_refuse_forged_foreign_and_expired_toke
     common = ["--kubeconfig", str(testbed.admin_kubeconfig), "--context", context, "--namespace", namespace]
     common += ["--pod", str(tmp_path / "pod.yaml")]
 
-    eks = cli(tracking_env, "add", "eks-a", *common, "--eks", cloud.eks_cluster, "--region", "us-east-1",
+    eks = cluster_cli(tracking_env, "add", "eks-a", *common, "--eks", cloud.eks_cluster, "--region", "us-east-1",
               "--aws-keys", str(tmp_path / "aws-keys.json"))  # fmt: skip
     assert eks.returncode == 0 and "is reachable" in eks.stdout, eks.stdout + eks.stderr
-    gke = cli(tracking_env, "add", "gke-a", *common, "--gke", "testbed-project/us-central1/testbed",
+    gke = cluster_cli(tracking_env, "add", "gke-a", *common, "--gke", "testbed-project/us-central1/testbed",
               "--gcp-key", str(tmp_path / "gcp-key.json"))  # fmt: skip
     assert gke.returncode == 0 and "is reachable" in gke.stdout, gke.stdout + gke.stderr
     assert "auth eks (testbed-eks, us-east-1, stored access keys)" in " ".join(eks.stdout.split())
     assert f"auth gke (testbed-project/us-central1/testbed, {GKE_EMAIL})" in " ".join(gke.stdout.split())
-    listed = cli(tracking_env, "list")
+    listed = cluster_cli(tracking_env, "list")
     for secret in (keys["SecretAccessKey"], gke_key["private_key"].splitlines()[1]):
         assert all(
             secret not in out for out in (eks.stdout, gke.stdout, listed.stdout, eks.stderr, gke.stderr)
