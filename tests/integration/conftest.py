@@ -53,6 +53,13 @@ class Finished:
     def stage(self, node: str) -> Any:
         return next(s for s in self.view.stages if s.node_id == node)
 
+    @property
+    def why(self) -> str:
+        """The run's end and each stage's error in full (an assertion's repr of the view is cut short)."""
+        lines = [f"run {self.view.id} ended {self.view.state}: {self.view.error or ''}"]
+        lines += [f"  {s.node_id}: {s.state} {s.counts} {s.error or ''}" for s in self.view.stages]
+        return "\n".join(lines)
+
     def artifact_text(self, mlflow_run_id: str, path: str, tmp: Path) -> str:
         return Path(self.client.download_artifacts(mlflow_run_id, path, str(tmp))).read_text()
 

@@ -73,7 +73,7 @@ def test_bootstrap_registers_a_least_privilege_token_that_runs_a_dag(
     # The registered token alone runs a DAG there: the Role is all the executor needs.
     make_files(tmp_path / "data", {f"f{i}.txt": f"w{i}\n" for i in range(4)})
     ran = run_dag(fan_in_dag("boot-fan", 2).replace("partitions: 2", "partitions: 2\n    cluster: boot"))
-    assert ran.state == "succeeded", ran.view
+    assert ran.state == "succeeded", ran.why
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace).items
     assert jobs and all(j.status.succeeded for j in jobs)
 

@@ -96,7 +96,7 @@ def test_eks_and_gke_sign_in_run_dags_and_refuse_forged_foreign_and_expired_toke
         done = run_dag(
             fan_in_dag(f"on-{name}", 2).replace("partitions: 2", f"partitions: 2\n    cluster: {name}")
         )
-        assert done.state == "succeeded", (name, done.view)
+        assert done.state == "succeeded", (name, done.why)
     assert len(kubelet.started) == 4
 
     # What the API server refuses: a token signed with another secret, one made for another EKS cluster,

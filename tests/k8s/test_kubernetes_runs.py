@@ -78,7 +78,7 @@ def test_fan_out_on_kubernetes_then_fan_in_on_this_machine(
 
     done = run_dag(fan_dag(3))
 
-    assert done.state == "succeeded", done.view
+    assert done.state == "succeeded", done.why
     (job,) = jobs(testbed, done.run_id)  # one Indexed Job for the stage
     assert job.spec.completion_mode == "Indexed" and job.spec.completions == 3 and job.spec.parallelism == 2
     assert job.metadata.labels["concurrent-mlflow.io/node"] == "upper"
@@ -176,7 +176,7 @@ def test_an_evicted_pod_is_replaced_without_using_a_retry(
 
     done = run.finished()
 
-    assert done.state == "succeeded", done.view  # retries: 0, yet the eviction did not fail the partition
+    assert done.state == "succeeded", done.why  # retries: 0, yet the eviction did not fail the partition
     assert len(kubelet.started) == 2
     (upper,) = done.children("upper")
     log = done.artifact_text(upper.info.run_id, "logs/task.log", tmp_path / "dl")
@@ -196,7 +196,7 @@ def test_cancel_deletes_the_job_and_its_pods(
 
     done = run.finished(timeout=60)
 
-    assert done.state == "cancelled", done.view  # (once seen `failed` under a loaded suite: say why)
+    assert done.state == "cancelled", done.why  # (once seen `failed` under a loaded suite: say why)
     assert {r.info.status for r in done.children("upper")} == {"KILLED"}
     wait_until("the Job is gone", lambda: not jobs(testbed, done.run_id), timeout=60)
     wait_until("no pod process is left", lambda: not kubelet.processes, timeout=30)
@@ -265,7 +265,7 @@ def test_two_clusters_share_one_stage_by_weight(
     with Kubelet(second_testbed.admin_kubeconfig, tmp_path / "kubelet-b", overrides=overrides) as other:
         dag = fan_dag(4).replace("cluster: testbed-a", "clusters: {testbed-a: 3, testbed-b: 1}")
         done = run_dag(dag)
-    assert done.state == "succeeded", done.view
+    assert done.state == "succeeded", done.why
     (job_a,), (job_b,) = jobs(testbed, done.run_id), jobs(second_testbed, done.run_id)
     assert (job_a.spec.completions, job_b.spec.completions) == (3, 1)
     assert (len(kubelet.started), len(other.started)) == (3, 1)
@@ -283,7 +283,7 @@ def test_a_run_survives_an_api_server_restart(
 
     done = run.finished()
 
-    assert done.state == "succeeded", done.view
+    assert done.state == "succeeded", done.why
     assert len(kubelet.started) == 2  # nothing was started twice
     assert {r.info.status for r in done.children("upper")} == {"FINISHED"}
 
@@ -383,7 +383,7 @@ def test_a_docker_env_project_runs_in_its_own_image(
         "cluster: testbed-a}\n"
     )
 
-    assert done.state == "succeeded", done.view
+    assert done.state == "succeeded", done.why
     (job,) = jobs(testbed, done.run_id)
     (container,) = job.spec.template.spec.containers
     assert container.image == "python:3.11-slim"  # the MLproject's docker_env image, not the worker's
@@ -411,7 +411,7 @@ nodes:
   - {{id: hello, kind: project, project: "{private}#projects/hello", version: v1, parameters: {{alpha: 1}},
      partitions: 2, cluster: testbed-a, env_manager: local}}
 """)
-    assert done.state == "succeeded", done.view
+    assert done.state == "succeeded", done.why
     assert len(kubelet.started) == 2
     (job,) = jobs(testbed, done.run_id)
     assert token not in json.dumps(job.to_dict(), default=str)
