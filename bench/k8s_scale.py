@@ -67,14 +67,14 @@ def kwok_executor(store: Any, cipher: Any, tracking: Any, threads: int) -> Any:
             self.ended: dict[tuple[str, int], bool] = {}
             self.calls = Counter[str]()
 
-        def submit_stage(self, stage: Any, child_runs: Any) -> Any:
+        def start_stage(self, stage: Any, child_runs: Any) -> Any:
             made: dict[int, str] = {}
 
             def recorded(tasks: Any) -> Any:
                 made.update(child_runs(tasks))
                 return made
 
-            submitted = super().submit_stage(stage, recorded)
+            submitted = super().start_stage(stage, recorded)
             for task in stage.tasks:
                 handle = submitted.handles[task.partition]
                 self.children[(handle["job"], handle["index"])] = task.child_run_id or made[task.partition]

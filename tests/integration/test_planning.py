@@ -94,7 +94,7 @@ def test_a_hung_plan_delays_no_other_run_and_a_cancel_ends_it_while_planning(
         hung_view = run_view(store, hung)
         assert hung_view is not None and hung_view.state == "running"
         assert {s.node_id: s.state for s in hung_view.stages} == {"remote": "pending", "use": "pending"}
-        assert engine._planner.planning(hung) == ["remote"]  # still listing the hung endpoint
+        assert engine.planning.planner.planning(hung) == ["remote"]  # still listing the hung endpoint
 
         tx.request_cancel(store, hung, "cancelled by the test")
         _wait("the hung run was cancelled", lambda: tx_state(hung) == "cancelled", seconds=60)
@@ -106,7 +106,7 @@ def test_a_hung_plan_delays_no_other_run_and_a_cancel_ends_it_while_planning(
     assert {s.state for s in ended.stages} == {"cancelled"}
     assert ended.mlflow_run_id is not None
     assert MlflowClient(mlflow_server.url).get_run(ended.mlflow_run_id).info.status == "KILLED"
-    assert engine._planner.planning(hung) == []  # the plan's result is dropped, not recorded later
+    assert engine.planning.planner.planning(hung) == []  # the plan's result is dropped, not recorded later
     engine.close()
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from concurrent_mlflow.dag import parse_dag
 from concurrent_mlflow.engine import Engine
 from concurrent_mlflow.engine.reconcile import EngineSettings
-from concurrent_mlflow.executors.base import Observation, TaskLaunch
+from concurrent_mlflow.executors.base import ExecutorTraits, Observation, TaskLaunch
 from concurrent_mlflow.executors.registry import Executors
 from concurrent_mlflow.manifest import InputItem
 from concurrent_mlflow.store import AttemptRow, TaskRow, open_store
@@ -78,6 +78,7 @@ class ScriptedExecutor:
     """Stands for the world outside the engine: its jobs outlive any one engine object."""
 
     name = "scripted"
+    traits = ExecutorTraits(exit_zero_is_success=True)  # as the local executor's workers
 
     def __init__(self, tracking: Tracking) -> None:
         self.tracking = tracking
@@ -187,7 +188,7 @@ class EngineMachine(RuleBasedStateMachine):
         them), so an example replays the same way."""
         ended = self.engine.tick(self.run_id)
         deadline = time.monotonic() + 60
-        while self.engine._planner.planning(self.run_id):
+        while self.engine.planning.planner.planning(self.run_id):
             assert time.monotonic() < deadline, "a plan never finished"
             time.sleep(0.01)
         return ended

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from concurrent_mlflow.engine import reads
-from concurrent_mlflow.engine.reconcile import KUBERNETES, Engine
+from concurrent_mlflow.engine.reconcile import Engine
 from concurrent_mlflow.errors import DriverLostError
 from concurrent_mlflow.executors import forkserver
 from concurrent_mlflow.executors.base import TaskLaunch
@@ -165,10 +165,10 @@ def _settle_attempt(
         _find(engine, run, task, attempt)
     stopped = 0
     if attempt.handle:
-        executor = engine._executor(attempt)
+        executor = engine.executors.get(attempt.executor)
         seen = executor.observe(attempt.handle)
         if seen.phase in ("exited", "lost") and attempt.mlflow_run_id:
-            engine._finish(task, attempt, seen)  # as the driver would have: FINISHED means succeeded
+            engine.endings.finish(task, attempt, seen)  # as the driver would have: FINISHED means succeeded
             return 0
         executor.cancel(attempt.handle)
         stopped = 1
@@ -185,15 +185,16 @@ def _end_attempt(engine: Engine, attempt: AttemptRow, end: AttemptState, error: 
     a failed attempt)."""
     if attempt.mlflow_run_id:
         if attempt.handle:
-            engine._save_log(attempt, attempt.mlflow_run_id)
+            engine.endings.save_log(attempt, attempt.mlflow_run_id)
         engine.tracking.terminate(attempt.mlflow_run_id, "KILLED")
     tx.end_attempt(engine.store, attempt.id, state=end, error=error)
 
 
 def _find(engine: Engine, run: RunRow, task: TaskRow, attempt: AttemptRow) -> None:
     """A worker the dead driver started but had not recorded yet: found by its pid file or command line."""
-    if attempt.executor == KUBERNETES or not attempt.mlflow_run_id:
-        return
+    executor = engine.executors.get(attempt.executor)
+    if executor.traits.whole_stages or not attempt.mlflow_run_id:
+        return  # (a stage executor adopts what an earlier engine started when the stage is handed over again)
     launch = TaskLaunch(
         run_id=run.id,
         node_id=task.node_id,
@@ -204,7 +205,7 @@ def _find(engine: Engine, run: RunRow, task: TaskRow, attempt: AttemptRow) -> No
         child_run_id=attempt.mlflow_run_id,
         tracking_uri=engine.tracking.tracking_uri,
     )
-    found = engine.executor.find(launch)
+    found = executor.find(launch)
     if found is not None:
         attempt.handle, attempt.log_path = found
         tx.attach_handle(engine.store, attempt.id, *found)
@@ -212,7 +213,7 @@ def _find(engine: Engine, run: RunRow, task: TaskRow, attempt: AttemptRow) -> No
 
 def _fail(engine: Engine, run: RunRow, reason: str) -> None:
     """End the run failed: stages whose tasks all ended close as usual, the others fail or are skipped."""
-    engine._close_stages(run.id)
+    engine.endings.close_stages(run.id)
     for stage in reads.stages(engine.store, run.id):
         if stage.state == S.RUNNING:
             tx.end_stage(engine.store, run.id, stage.node_id, StageState.FAILED, f"unfinished: {reason}")
@@ -261,7 +262,7 @@ class _Lease:
         if self.said_waiting or reads.count_active(store, run_id=self.run_id):
             return
         pending = sum(c[S.PENDING] for c in reads.task_counts(store, self.run_id).values())
-        busy = reads.count_active(store, executor=self.engine.executor.name)
+        busy = reads.count_active(store, executor=self.engine.executors.local.name)
         if pending and busy >= limit:
             self.said_waiting = True
             self.report(

@@ -1,6 +1,6 @@
 """Runs a stage's partitions as pods on registered Kubernetes clusters: one Indexed Job per (stage, cluster).
 
-The engine hands over a whole stage at once (`submit_stage`); the partitions are split over the node's
+The engine hands over a whole stage at once (`start_stage`); the partitions are split over the node's
 clusters by weight, and each cluster gets one Job (see jobspec.py). Status comes from a watch per cluster
 (`ClusterWatch`), never from polling per task: `observe` is a dictionary lookup, so 10,000 partitions
 cost the API server two watch streams, not 10,000 GETs a second. Jobs carry labels with the run, node,
@@ -21,13 +21,22 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from concurrent_mlflow import kube
 from concurrent_mlflow.errors import ConcurrentError, ExecutorError
-from concurrent_mlflow.executors.base import Observation, TaskLaunch
+from concurrent_mlflow.executors.base import (
+    KUBERNETES,
+    ChildRuns,
+    ExecutorTraits,
+    Observation,
+    StageLaunch,
+    StageSubmission,
+    StageTask,
+    TaskLaunch,
+)
 from concurrent_mlflow.executors.clusterwatch import ClusterWatch, PodSummary
 from concurrent_mlflow.executors.jobspec import (
     CONTAINER,
@@ -49,46 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("concurrent.kubernetes")
 REQUEST_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class StageTask:
-    partition: int
-    attempt: int
-    child_run_id: str | None  # None: not made yet (the executor asks for it when its table chunk is due)
-
-
-ChildRuns = Callable[[Sequence[StageTask]], Mapping[int, str]]
-"""Makes the child runs of these tasks; returns partition -> child run id."""
-
-
-@dataclass
-class StageSubmission:
-    handles: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> handle
-    failed: dict[int, str] = field(default_factory=dict)  # partition -> why its cluster refused it
-
-
-@dataclass(frozen=True)
-class StageLaunch:
-    """A stage's partitions to start on Kubernetes, with what the DAG node says about their pods."""
-
-    run_id: str
-    node_id: str
-    parent_run_id: str
-    tracking_uri: str
-    placement: Mapping[str, int]  # cluster -> weight
-    tasks: Sequence[StageTask]
-    parallelism: int
-    retries: int
-    timeout: float | None
-    env: Mapping[str, str] = field(default_factory=dict)
-    cpu: str | None = None
-    memory: str | None = None
-    gpu: int | None = None
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: Sequence[Mapping[str, Any]] = ()
-    image: str | None = None  # a docker_env project's own image, instead of the cluster's worker image
-    secret_env: Mapping[str, str] = field(default_factory=dict)  # reaches the pods through a Secret
 
 
 def split_by_weight(tasks: Sequence[StageTask], weights: Mapping[str, int]) -> dict[str, list[StageTask]]:
@@ -124,7 +93,8 @@ class _Cluster:
 
 
 class KubernetesExecutor:
-    name = "kubernetes"
+    name = KUBERNETES
+    traits = ExecutorTraits(whole_stages=True, retries_inside=True, own_deadlines=True)
     table_chunk = TABLE_CHUNK  # rows of a Job's table per artifact file
 
     def __init__(self, store: Store, cipher: Callable[[], Cipher], tracking: Tracking) -> None:
@@ -135,7 +105,7 @@ class KubernetesExecutor:
         self._wakes: list[Callable[[], None]] = []
 
     # -- submitting ---------------------------------------------------------------------------------------
-    def submit_stage(self, stage: StageLaunch, child_runs: ChildRuns) -> StageSubmission:
+    def start_stage(self, stage: StageLaunch, child_runs: ChildRuns) -> StageSubmission:
         """Create (or adopt) the stage's Jobs and fill their tables; returns each partition's handle.
 
         Child runs are made chunk by chunk (`child_runs`, for the tasks that have none yet), and each Job is
@@ -288,7 +258,7 @@ class KubernetesExecutor:
 
     # -- the Executor protocol ------------------------------------------------------------------------------
     def submit(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None]:
-        raise ExecutorError("the Kubernetes executor starts whole stages (submit_stage), not single tasks")
+        raise ExecutorError("the Kubernetes executor starts whole stages (start_stage), not single tasks")
 
     def find(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None] | None:
         return None  # a restarted engine re-submits the stage, which adopts Jobs that exist

@@ -35,7 +35,14 @@ from typing import Any
 from concurrent_mlflow import task_log
 from concurrent_mlflow.errors import ExecutorError
 from concurrent_mlflow.executors import forkserver
-from concurrent_mlflow.executors.base import Observation, TaskLaunch
+from concurrent_mlflow.executors.base import (
+    ChildRuns,
+    ExecutorTraits,
+    Observation,
+    StageLaunch,
+    StageSubmission,
+    TaskLaunch,
+)
 from concurrent_mlflow.executors.forkserver import ForkServer, ForkUnsafeError
 from concurrent_mlflow.executors.task_user import TaskUser, without_server_settings
 from concurrent_mlflow.executors.warm_models import WarmModels
@@ -59,6 +66,7 @@ def started_local_executor(paths: Paths) -> LocalExecutor:
 
 class LocalExecutor:
     name = "local"
+    traits = ExecutorTraits(exit_zero_is_success=True)  # a worker exits 0 only once its run is FINISHED
 
     def __init__(
         self,
@@ -122,6 +130,9 @@ class LocalExecutor:
             if entry.name.isdigit() and _is_our_worker(int(entry.name), launch.child_run_id):
                 return _handle(int(entry.name), launch.child_run_id, log_path), str(log_path)
         return None
+
+    def start_stage(self, stage: StageLaunch, child_runs: ChildRuns) -> StageSubmission:
+        raise ExecutorError("the local executor starts tasks one at a time (submit) as cores free up")
 
     def submit(self, launch: TaskLaunch) -> tuple[dict[str, Any], str | None]:
         log_path = self._log_path(launch)

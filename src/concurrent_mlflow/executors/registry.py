@@ -38,6 +38,12 @@ class Executors:
                 f"this process has no {name!r} executor (it has {have}), but an attempt ran there"
             ) from None
 
+    def stage_executor(self) -> Executor:
+        """The executor of nodes with a `placement`, which starts a stage's tasks at once (Kubernetes)."""
+        if self.kubernetes is None:
+            raise ExecutorError("this engine has no Kubernetes executor, but the run has tasks there")
+        return self.kubernetes
+
     def prepare(self) -> None:
         """Let every executor get ready for tasks in the background (the local fork server starts)."""
         for executor in self._by_name.values():
