@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.control_plane",
     "tests.fixtures.browser",
+    "tests.fixtures.oci_registry",
 ]
 
 
