@@ -7,6 +7,7 @@ under test.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -15,12 +16,22 @@ import os
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from concurrent_mlflow import oci_image
 from concurrent_mlflow.oci_image import ImageError, ImageRef, Registry, extend, layer_from_directory
+from concurrent_mlflow.project import resolve_project
+from concurrent_mlflow.project_image import (
+    CODE_DIR,
+    ENV_DIR,
+    PROJECT_DIR_VARIABLE,
+    PROJECT_ENV_VARIABLE,
+    Platform,
+    build_project_image,
+)
 from tests.fixtures.oci_registry import OciRegistry
 
 pytestmark = pytest.mark.integration
@@ -193,3 +204,80 @@ def test_hostile_or_wrong_inputs_are_refused_with_what_to_do(
     closed = Registry("127.0.0.1:9", insecure=True)  # nothing listens on the discard port
     with pytest.raises(ImageError, match=r"registry 127\.0\.0\.1:9"):
         closed.manifest(missing)
+
+
+def make_wheel(directory: Path, name: str = "tinydep", version: str = "1.0") -> None:
+    """A pure-Python wheel written by hand (no index is reached): `tinydep.ANSWER == 42`."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": b"ANSWER = 42\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
+        for path, data in files.items()
+    ]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(directory / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+
+
+def test_a_project_image_holds_its_code_and_a_venv_for_the_cluster_that_runs_the_entry_point(
+    oci_registry: OciRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = f"{oci_registry.host}/base/tiny:1"
+    push_base(oci_registry, tmp_path, base)
+    make_wheel(tmp_path / "wheels")
+    monkeypatch.setenv("UV_FIND_LINKS", str(tmp_path / "wheels"))
+    monkeypatch.setenv("UV_NO_INDEX", "1")  # the test's wheel only: uv's index settings are the operator's
+    project = tmp_path / "scorer"
+    project.mkdir()
+    (project / "MLproject").write_text(
+        "name: scorer\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: python main.py\n"
+    )
+    (project / "python_env.yaml").write_text("python: '3.11.4'\ndependencies: ['tinydep==1.0']\n")
+    (project / "main.py").write_text(
+        "import importlib.util, sys, tinydep\n"
+        "print(tinydep.ANSWER, sys.prefix, importlib.util.find_spec('mlflow') is None)\n"
+    )
+    resolved = resolve_project(str(project), None, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    interpreter = str(Path(sys.executable).resolve())  # the base image's Python is this machine's here
+    platform = Platform("x86_64-manylinux_2_28", interpreter, "3.11")
+    registry = Registry(oci_registry.host, insecure=True)
+    target = ImageRef.parse(f"{oci_registry.host}/projects/scorer")
+
+    built = build_project_image(registry, ImageRef.parse(base), target, resolved, platform)
+
+    assert built.built and len(built.new_layers) == 2  # the code, then the environment
+    config = oci_registry.inspect(str(built.ref), config=True)["config"]
+    assert isinstance(config, dict)
+    assert (
+        f"{PROJECT_ENV_VARIABLE}={ENV_DIR}" in config["Env"]
+        and f"{PROJECT_DIR_VARIABLE}={CODE_DIR}" in config["Env"]
+    )
+    assert (
+        oci_registry.inspect(str(built.ref))["Labels"]["org.concurrent-mlflow.platform"]
+        == "x86_64-manylinux_2_28"
+    )  # type: ignore[index]
+    root = unpack_with_skopeo(oci_registry, str(built.ref), tmp_path)
+    venv = root / ENV_DIR.lstrip("/")
+    assert (venv / "bin" / "python").readlink() == Path(interpreter)  # the base image's Python
+    ran = subprocess.run(
+        [str(venv / "bin" / "python"), str(root / CODE_DIR.lstrip("/") / "main.py")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    answer, prefix, isolated = ran.stdout.split()
+    assert (
+        answer == "42" and Path(prefix) == venv and isolated == "True"
+    )  # its venv, not the worker's packages
+
+    again = build_project_image(registry, ImageRef.parse(base), target, resolved, platform)
+    assert not again.built and again.digest == built.digest
+
+    (project / "python_env.yaml").write_text("python: '3.10'\ndependencies: ['tinydep==1.0']\n")
+    other = resolve_project(str(project), None, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(ImageError, match=r"asks for Python 3\.10, but the base image .* has Python 3\.11"):
+        build_project_image(registry, ImageRef.parse(base), target, other, platform)
