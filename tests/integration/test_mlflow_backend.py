@@ -94,7 +94,13 @@ def test_mlflow_run_fans_a_project_out_over_its_inputs(tracking_env: Path, tmp_p
     assert parent.data.tags["mlflow.source.type"] == "PROJECT"
     assert "mlflow.project.env" not in parent.data.tags  # MLflow tags only an environment it builds
     assert parent.data.tags["mlflow.user"] == getpass.getuser()
-    defaults = {"fail_on_partition": "-1", "flaky_marker_dir": "''", "sleep": "0", "sleep_once_dir": "''"}
+    defaults = {
+        "fail_on_partition": "-1",
+        "flaky_marker_dir": "''",
+        "sleep": "0",
+        "sleep_once_dir": "''",
+        "metric": "yes",
+    }
     assert parent.data.params == {"suffix": ".up", **defaults}  # as `-b local` logs them: defaults too
     assert f"Run (ID '{parent.info.run_id}') succeeded" in stderr
     for partition in range(3):  # output: all, each line named by its partition

@@ -137,6 +137,7 @@ class ClusterWatch:
         self.client, self.namespace, self.cluster = client, namespace, cluster
         self.on_change = on_change
         self._jobs: dict[str, JobSummary] = {}
+        self._deleted: set[str] = set()  # Jobs the watch saw go: a late confirmation must not bring them back
         self._pods: dict[str, PodSummary] = {}
         self._by_index: dict[tuple[str, int], dict[str, PodSummary]] = {}
         self._lock = threading.Lock()
@@ -164,6 +165,27 @@ class ClusterWatch:
     def job(self, name: str) -> JobSummary | None:
         with self._lock:
             return self._jobs.get(name)
+
+    def confirm_job(self, name: str) -> JobSummary | None:
+        """The Job as the API server has it now, for one the watch has not seen (yet): a Job just created
+        reaches the watch some time after the create call returns, longer on a loaded API server, and is
+        not lost meanwhile. None only when the API server says it does not exist; an error is raised."""
+        from kubernetes.client import BatchV1Api
+        from kubernetes.client.exceptions import ApiException
+
+        self.calls += 1
+        try:
+            jobs = BatchV1Api(self.client)
+            found = jobs.read_namespaced_job(name, self.namespace, _request_timeout=(10, 30))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        summary = job_summary(self.client.sanitize_for_serialization(found))  # the watch's JSON form
+        with self._lock:
+            if name in self._deleted:
+                return None  # deleted between the read and now: the watch's word is the later one
+            return self._jobs.setdefault(name, summary)  # an event that came meanwhile is newer
 
     def pods(self, job: str, index: int) -> list[PodSummary]:
         with self._lock:
@@ -214,6 +236,7 @@ class ClusterWatch:
         with self._lock:
             if kind == "jobs":
                 self._jobs = {j.name: j for j in map(job_summary, body["items"])}
+                self._deleted.clear()  # the list is the truth as of now
             else:
                 self._pods, self._by_index = {}, {}
                 for pod in filter(None, map(pod_summary, body["items"])):
@@ -255,8 +278,10 @@ class ClusterWatch:
             if kind == "jobs":
                 if kind_of_event == "DELETED":
                     self._jobs.pop(name, None)
+                    self._deleted.add(name)
                 else:
                     self._jobs[name] = job_summary(raw)
+                    self._deleted.discard(name)
                 self.on_change()  # (pods only say running or not: the fallback poll sees that soon enough)
             elif kind_of_event == "DELETED":
                 if (gone := self._pods.pop(name, None)) is not None:
