@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import io
 import json
 import logging
 import stat
@@ -205,7 +204,8 @@ class Registry:
         if self.has_blob(repository, digest):
             return False
         layer = {"mediaType": media_type, "digest": digest, "size": size}
-        response = self._client.upload_blob(str(path), f"{self.host}/{repository}", layer)
+        container = self._client.get_container(f"{self.host}/{repository}")
+        response = self._client.put_upload(str(path), container, layer)  # (upload_blob would HEAD again)
         self._check(response, f"push blob {digest} to {repository}")
         return True
 
@@ -387,20 +387,6 @@ def _bring_base_layers(
             registry.push_blob(target.repository, path, layer["digest"], layer["size"], media_type)
 
 
-def unpack(registry: Registry, ref: ImageRef, root: Path) -> dict[str, Any]:
-    """Every layer of the image extracted in order under `root` (what a container runtime does, without
-    whiteouts, which images built here never have); the image's config."""
-    found = registry.manifest(ref)
-    if found is None:
-        raise ImageError(f"image {ref} is not in its registry")
-    manifest, _ = found
-    root.mkdir(parents=True, exist_ok=True)
-    for layer in manifest["layers"]:
-        with tarfile.open(fileobj=io.BytesIO(registry.blob(ref, layer["digest"])), mode="r:*") as tar:
-            tar.extractall(root, filter="tar")
-    return dict(json.loads(registry.blob(ref, manifest["config"]["digest"])))
-
-
 __all__ = [
     "BuiltImage",
     "ImageError",
@@ -410,5 +396,4 @@ __all__ = [
     "content_tag",
     "extend",
     "layer_from_directory",
-    "unpack",
 ]

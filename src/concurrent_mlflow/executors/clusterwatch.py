@@ -173,12 +173,17 @@ class ClusterWatch:
         from kubernetes.client import BatchV1Api
         from kubernetes.client.exceptions import ApiException
 
+        with self._lock:
+            if name in self._deleted:  # gone (or answered 404) already: every partition of it asks
+                return None
         self.calls += 1
         try:
             jobs = BatchV1Api(self.client)
             found = jobs.read_namespaced_job(name, self.namespace, _request_timeout=(10, 30))
         except ApiException as exc:
             if exc.status == 404:
+                with self._lock:
+                    self._deleted.add(name)
                 return None
             raise
         summary = job_summary(self.client.sanitize_for_serialization(found))  # the watch's JSON form

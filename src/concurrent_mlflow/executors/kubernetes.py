@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from concurrent_mlflow import kube
 from concurrent_mlflow.errors import ConcurrentError, ExecutorError
@@ -37,7 +37,7 @@ from concurrent_mlflow.executors.base import (
     StageTask,
     TaskLaunch,
 )
-from concurrent_mlflow.executors.clusterwatch import ClusterWatch, JobSummary, PodSummary
+from concurrent_mlflow.executors.clusterwatch import ClusterWatch, PodSummary
 from concurrent_mlflow.executors.jobspec import (
     CONTAINER,
     TABLE_CHUNK,
@@ -267,12 +267,18 @@ class KubernetesExecutor:
         watch = self._cluster(handle["cluster"]).watch
         if not watch.synced():
             return Observation("queued")
-        job = watch.job(handle["job"]) or self._confirm_job(handle)
+        job = watch.job(handle["job"])
+        if job is None:  # not seen by the watch (yet): ask the API server (ClusterWatch.confirm_job)
+            try:
+                job = watch.confirm_job(handle["job"])
+            except Exception as exc:  # unreachable, 5xx: no verdict on the Job; ask again next pass
+                log.warning(
+                    "%s: could not read Job %s: %s", handle["cluster"], handle["job"], kube.describe(exc)
+                )
+                return Observation("queued")
         index = int(handle["index"])
         if job is None:
             return Observation("lost", detail=f"Job {handle['job']} no longer exists on {handle['cluster']}")
-        if job == "unknown":
-            return Observation("queued")  # the API server did not answer: ask again next pass
         if index in job.completed:  # the common case needs no pod lookup: this runs per partition per pass
             return Observation("exited", exit_code=0)
         pods = watch.pods(handle["job"], index)
@@ -284,16 +290,6 @@ class KubernetesExecutor:
         if any(p.phase == "Running" for p in pods):
             return Observation("running")
         return Observation("queued")
-
-    def _confirm_job(self, handle: dict[str, Any]) -> JobSummary | Literal["unknown"] | None:
-        """A Job the watch has not seen: asked of the API server once (see ClusterWatch.confirm_job);
-        "unknown" if it did not answer."""
-        cluster = self._cluster(handle["cluster"])
-        try:
-            return cluster.watch.confirm_job(handle["job"])
-        except Exception as exc:  # unreachable, 5xx: not a verdict on the Job
-            log.warning("%s: could not read Job %s: %s", cluster.name, handle["job"], kube.describe(exc))
-            return "unknown"
 
     def cancel(self, handle: dict[str, Any]) -> None:
         from kubernetes.client import BatchV1Api, V1DeleteOptions
